@@ -1,0 +1,117 @@
+"""Settings: everything the studio reads from the environment, read once at start-up.
+
+`Settings.from_env()` is the only place environment variables are read; the rest of the code
+gets a `Settings` (or explicit arguments) passed in. An invalid value fails at start with a
+message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import StudioError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+FACE_BACKENDS = ("auto", "dlib", "insightface")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(StudioError):
+    """An environment variable has a value the studio cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 7860
+    base_model: str = "demo"
+    device: str = "auto"
+    api_keys: tuple[str, ...] = ()
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = ()
+    public_url: str | None = None
+    face_backend: str = "auto"
+    allow_private_urls: bool = False
+    max_photos: int = 50
+    max_upload_mb: int = 20
+    max_lora_mb: int = 175
+    demo_size: int = 256
+    queue_limit: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default `os.environ`); raise ConfigError naming the
+        variable whose value is invalid."""
+        env = os.environ if environ is None else environ
+        return cls(
+            home=Path(env.get("STUDIO_HOME") or "data"),
+            host=env.get("STUDIO_HOST") or "127.0.0.1",
+            port=_int(env, "STUDIO_PORT", 7860, low=1, high=65535),
+            base_model=env.get("STUDIO_BASE_MODEL") or "demo",
+            device=_choice(env, "STUDIO_DEVICE", "auto", DEVICES),
+            api_keys=tuple(k.strip() for k in env.get("STUDIO_API_KEYS", "").split(",") if k.strip()),
+            share=_bool(env, "STUDIO_SHARE", False),
+            auth=_auth(env.get("STUDIO_AUTH", "")),
+            public_url=(env.get("STUDIO_PUBLIC_URL") or "").rstrip("/") or None,
+            face_backend=_choice(env, "STUDIO_FACE_BACKEND", "auto", FACE_BACKENDS),
+            allow_private_urls=_bool(env, "STUDIO_ALLOW_PRIVATE_URLS", False),
+            max_photos=_int(env, "STUDIO_MAX_PHOTOS", 50, low=1, high=1000),
+            max_upload_mb=_int(env, "STUDIO_MAX_UPLOAD_MB", 20, low=1, high=2000),
+            max_lora_mb=_int(env, "STUDIO_MAX_LORA_MB", 175, low=1, high=10000),
+            demo_size=_int(env, "STUDIO_DEMO_SIZE", 256, low=16, high=1024, multiple_of=8),
+            queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 100, low=1, high=100000),
+        )
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the server only listens on this machine (the API may then run keyless)."""
+        return self.host in ("127.0.0.1", "localhost", "::1") and not self.share
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int, multiple_of: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: use {low} to {high}.")
+    if value % multiple_of:
+        raise ConfigError(f"{name}={value} must be a multiple of {multiple_of}.")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value: use 1 or 0, true or false.")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+def _auth(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("STUDIO_AUTH must be user:password pairs separated by commas, e.g. 'ann:s3cret'.")
+        pairs.append((user, password))
+    return tuple(pairs)

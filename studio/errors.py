@@ -1,0 +1,49 @@
+"""Errors a person can act on. Each carries the HTTP status the REST API answers with and,
+where one input is at fault, the name of that field. Anything else is a bug and propagates."""
+
+
+class StudioError(Exception):
+    """A problem the user can fix; the message says how."""
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(StudioError):
+    """A request field is wrong (HTTP 422)."""
+
+    status = 422
+
+
+class NotFound(StudioError):
+    """The id or name does not exist (HTTP 404)."""
+
+    status = 404
+
+
+class Conflict(StudioError):
+    """The request clashes with the current state, e.g. deleting a tune while it trains (409)."""
+
+    status = 409
+
+
+class TooLarge(StudioError):
+    """An upload is over a configured limit (HTTP 413)."""
+
+    status = 413
+
+
+class Busy(StudioError):
+    """The job queue is full; try again later (HTTP 429)."""
+
+    status = 429
+
+
+class Unavailable(StudioError):
+    """A model or plug-in is not installed or cannot be reached (HTTP 503)."""
+
+    status = 503
