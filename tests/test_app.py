@@ -1,29 +1,12 @@
 """The served app: UI at '/', and Gradio's file route closed to everything but public areas."""
 
-import threading
-import time
-
 import httpx
 import pytest
-from conftest import free_port
 
 
 @pytest.fixture
-def server(studio):
-    import uvicorn
-
-    from app import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+def server(live_url):
+    return live_url
 
 
 def test_ui_is_served_with_the_demo_banner(server):

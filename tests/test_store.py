@@ -122,8 +122,9 @@ def test_base_models_share_the_tune_id_space(store):
 
 def test_write_from_a_gradio_worker_thread(store, tmp_path):
     import gradio as gr
-    from conftest import free_port
     from gradio_client import Client
+
+    from conftest import free_port
 
     def add(title):
         return str(store.add_tune({"title": title, "model_type": "lora"}))
