@@ -23,9 +23,11 @@ def create_app(studio: Studio):
     import gradio as gr
     from fastapi import FastAPI
 
+    from studio import api
     from studio.ui import build_ui
 
     app = FastAPI(title="Avatar Studio API", version="1")
+    api.install(app, studio)
     demo = build_ui(studio)
     app = gr.mount_gradio_app(
         app,
