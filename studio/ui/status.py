@@ -1,38 +1,92 @@
-"""Settings & status tab: what the studio runs on and where its data lives."""
+"""Settings & status tab: what the studio runs on, where its data lives, API keys and a curl
+example for the REST API."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from studio.core import Studio
+from studio.ui.common import guard
 
 
 def build(studio: Studio) -> None:
-    gr.Markdown(_describe(studio), elem_id="status-text")
+    status_text = gr.Markdown(_describe(studio), elem_id="status-text")
     models = gr.Dataframe(
         headers=["id", "title", "family", "source", "available"],
         value=_gallery_rows(studio),
         interactive=False,
-        label="Base models",
+        label="Base models (gallery)",
     )
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: _gallery_rows(studio), None, models, api_visibility="private")
+    refresh.click(
+        lambda: (_describe(studio), _gallery_rows(studio)), None, [status_text, models], api_visibility="private"
+    )
+
+    gr.Markdown("### API keys")
+    gr.Markdown(
+        "Keys let programs use the REST API (Astria's paths and fields). A new key is shown once; "
+        "only its hash is kept."
+    )
+    with gr.Row():
+        owner = gr.Textbox(label="Owner", placeholder="e.g. my-app", scale=3)
+        create = gr.Button("Create key", scale=1)
+    new_key = gr.Textbox(label="New key (copy it now)", interactive=False, buttons=["copy"], elem_id="new-api-key")
+    keys = gr.Dataframe(headers=["id", "owner", "created", "last used"], value=_key_rows(studio), interactive=False)
+    with gr.Row():
+        revoke_id = gr.Number(label="Key id to revoke", precision=0, scale=3)
+        revoke = gr.Button("Revoke", variant="stop", scale=1)
+    gr.Markdown(_curl_example(studio), elem_id="curl-example")
+
+    @guard
+    def on_create(name: str):
+        key = studio.create_api_key(name or "")
+        return key, _key_rows(studio)
+
+    @guard
+    def on_revoke(key_id: float | None):
+        if key_id:
+            studio.revoke_api_key(int(key_id))
+        return _key_rows(studio)
+
+    create.click(on_create, owner, [new_key, keys], api_visibility="private")
+    revoke.click(on_revoke, revoke_id, keys, api_visibility="private")
 
 
 def _describe(studio: Studio) -> str:
     s = studio.status()
-    return "\n".join(
-        [
-            f"- **Base model:** {s['base_model']}{' (embedded demo)' if s['demo_model'] else ''}",
-            f"- **Device:** {s['device']}",
-            f"- **Data folder:** `{s['home']}`",
-            f"- **API keys configured:** {s['api_keys']}",
-            f"- **Login required:** {'yes' if s['auth'] else 'no'}",
-        ]
-    )
+    lines = [
+        f"- **Base model:** {s['base_model']}{' (embedded demo)' if s['demo_model'] else ''}",
+        f"- **Device:** {s['device']}",
+        f"- **Data folder:** `{s['home']}`",
+        f"- **API keys from STUDIO_API_KEYS:** {s['api_keys']}",
+        f"- **Login required:** {'yes' if s['auth'] else 'no'}",
+    ]
+    lines += [f"- **{k.replace('_', ' ').capitalize()}:** {v}" for k, v in s.items() if k not in _SHOWN]
+    return "\n".join(lines)
+
+
+_SHOWN = {"base_model", "demo_model", "device", "home", "api_keys", "auth"}
 
 
 def _gallery_rows(studio: Studio) -> list[list]:
     return [
         [m["id"], m["title"], m["family"], m["source"], "yes" if m["available"] else "no"] for m in studio.base_models()
     ]
+
+
+def _key_rows(studio: Studio) -> list[list]:
+    return [
+        [k["id"], k["owner"].removeprefix("key:"), k["created_at"], k["last_used_at"] or ""]
+        for k in studio.list_api_keys()
+    ]
+
+
+def _curl_example(studio: Studio) -> str:
+    base = studio.settings.public_url or f"http://{studio.settings.host}:{studio.settings.port}"
+    return (
+        "**API base URL:** `" + base + "`\n\n```bash\n"
+        f"curl -H 'Authorization: Bearer $API_KEY' {base}/gallery/tunes\n"
+        f"curl -X POST -H 'Authorization: Bearer $API_KEY' {base}/tunes \\\n"
+        "  -F 'tune[title]=Jane Doe 1234' -F 'tune[name]=woman' -F 'tune[model_type]=faceid' \\\n"
+        "  -F 'tune[images][]=@1.jpg' -F 'tune[images][]=@2.jpg'\n```"
+    )
