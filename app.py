@@ -16,11 +16,7 @@ log = logging.getLogger("studio")
 
 
 def create_app(studio: Studio):
-    """The FastAPI app: REST routes first, then the Gradio Blocks mounted at '/'.
-
-    Routes must be added before the mount, or the mount at '/' shadows them. Gradio serves only
-    the public file areas; every other path under STUDIO_HOME is blocked."""
-    import gradio as gr
+    """The FastAPI app: REST routes first, then the Gradio Blocks mounted at '/'."""
     from fastapi import FastAPI
 
     from studio import api
@@ -28,7 +24,16 @@ def create_app(studio: Studio):
 
     app = FastAPI(title="Avatar Studio API", version="1")
     api.install(app, studio)
-    demo = build_ui(studio)
+    return mount_ui(app, build_ui(studio), studio)
+
+
+def mount_ui(app, demo, studio: Studio):
+    """Mount `demo` at '/' of `app`, serving only the public file areas.
+
+    Routes must be added before this, or the mount at '/' shadows them. Every other path under
+    STUDIO_HOME is blocked, both for direct file requests and for paths handlers return."""
+    import gradio as gr
+
     app = gr.mount_gradio_app(
         app,
         demo,
