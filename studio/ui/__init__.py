@@ -1,7 +1,7 @@
 """The Gradio UI: `build_ui(studio)` returns the Blocks; one module per tab, thin handlers.
 
-Only this package imports gradio. Handlers turn their inputs into one request and call `Studio`;
-`common.guard` turns a StudioError into a Gradio error toast.
+Only this package imports gradio. Each tab module has `build(studio, ctx)`; handlers turn their
+inputs into one request and call `Studio`; `common.guard` turns a StudioError into an error toast.
 """
 
 from __future__ import annotations
@@ -19,16 +19,29 @@ DEMO_BANNER = (
     "(it downloads on first use) or start with `STUDIO_BASE_MODEL=690204 make run` on a GPU machine."
 )
 
+# (label, tab id, module under studio.ui) in the order they appear.
+TABS = [
+    ("Settings & status", "status", "status"),
+]
+
 
 def build_ui(studio: Studio) -> gr.Blocks:
+    import importlib
+
     import gradio as gr
 
-    from studio.ui import status
+    from studio.ui.common import Context
 
     with gr.Blocks(title="Avatar Studio") as demo:
+        # Top level, not inside a tab: a BrowserState in an unselected tab is not mounted at load.
+        browser_id = gr.BrowserState(None, storage_key="avatar_studio_browser", secret="avatar-studio")
+        ctx = Context(browser_id=browser_id)
         gr.Markdown("# Avatar Studio")
         if studio.status()["demo_model"]:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
-        with gr.Tabs(), gr.Tab("Settings & status", id="status"):
-            status.build(studio)
+        with gr.Tabs():
+            for label, tab_id, module in TABS:
+                with gr.Tab(label, id=tab_id):
+                    importlib.import_module(f"studio.ui.{module}").build(studio, ctx)
+        demo.load(Context.ensure_browser_id, browser_id, browser_id, api_visibility="private")
     return demo

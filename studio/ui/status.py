@@ -9,7 +9,7 @@ from studio.core import Studio
 from studio.ui.common import guard
 
 
-def build(studio: Studio) -> None:
+def build(studio: Studio, ctx) -> None:
     status_text = gr.Markdown(_describe(studio), elem_id="status-text")
     models = gr.Dataframe(
         headers=["id", "title", "family", "source", "available"],
