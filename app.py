@@ -7,9 +7,13 @@ free port.
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-from studio.config import Settings
+from studio import zerogpu
+from studio.config import ConfigError, Settings
 from studio.core import Studio
 
 log = logging.getLogger("studio")
@@ -53,16 +57,56 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"Avatar Studio cannot start: {error.message}") from None
+    if zerogpu.active(settings.zero_gpu):
+        import spaces  # noqa: F401  ZeroGPU patches torch's CUDA handling; it must come before torch uses CUDA
     studio = Studio.open(settings)
     studio.prepare()
+    studio.start_worker()
     app = create_app(studio)
     url = f"http://{settings.host}:{settings.port}/"
     log.info("ready in %.1f s: open %s", time.monotonic() - started, url)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+    if settings.share:
+        threading.Thread(target=open_share_link, args=(server, settings), name="studio-share", daemon=True).start()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        server.run()
     finally:
         studio.close()
+
+
+def open_share_link(server, settings: Settings, timeout: float = 60.0) -> str | None:
+    """Once `server` (a uvicorn.Server) listens, open a Gradio share tunnel to it and log the
+    public URL; returns it, or None when no tunnel could be made (the studio keeps running
+    locally). Settings already refused sharing without STUDIO_AUTH. Needs internet: Gradio's
+    tunnel client (frpc) is downloaded on first use and asks gradio.live for a link."""
+    from gradio import networking
+
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if server.should_exit or time.monotonic() > deadline:
+            log.error("no share link: the server did not start within %.0f s", timeout)
+            return None
+        time.sleep(0.1)
+    local_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    try:
+        address = networking.setup_tunnel(
+            local_host=local_host,
+            local_port=settings.port,
+            share_token=secrets.token_urlsafe(32),
+            share_server_address=None,
+            share_server_tls_certificate=None,
+        )
+    except Exception as error:  # no internet, a blocked binary…: the local studio still works
+        log.error("could not open a share link (%s); the studio stays on %s:%s", error, settings.host, settings.port)
+        return None
+    # gradio.live serves the tunnel over https whatever scheme frpc reports (as Blocks.launch does).
+    public = address if networking.GRADIO_SHARE_SERVER_ADDRESS else urlunsplit(("https", *urlsplit(address)[1:]))
+    log.info("public share link (login required; API keys required): %s", public)
+    return public
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 `Settings.from_env()` is the only place environment variables are read; the rest of the code
 gets a `Settings` (or explicit arguments) passed in. An invalid value fails at start with a
 message naming the variable.
+
+On a Hugging Face Space (SPACE_ID is set) the defaults change: the studio listens on 0.0.0.0
+(the Space's proxy must reach it; the API then needs keys), keeps its data in the Space's
+persistent storage (`/data/studio`) when that is mounted, and builds image URLs from SPACE_HOST.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 FACE_BACKENDS = ("auto", "dlib", "insightface")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+#: Where a Space mounts its persistent storage (a parameter of `from_env` for tests).
+SPACE_STORAGE = Path("/data")
 
 
 class ConfigError(StudioError):
@@ -42,22 +48,37 @@ class Settings:
     max_lora_mb: int = 175
     demo_size: int = 256
     queue_limit: int = 100
+    tune_expiry_days: int = 0  # 0: tunes never expire
+    on_space: bool = False  # running on a Hugging Face Space (SPACE_ID is set)
+    zero_gpu: bool = False  # the Space runs on ZeroGPU (SPACES_ZERO_GPU is set)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
         """Build settings from `environ` (default `os.environ`); raise ConfigError naming the
-        variable whose value is invalid."""
+        variable whose value is invalid. `space_storage` is where a Space mounts its persistent
+        storage (used for STUDIO_HOME on a Space when it is a writable folder)."""
         env = os.environ if environ is None else environ
+        on_space = bool(env.get("SPACE_ID"))
+        share = _bool(env, "STUDIO_SHARE", False)
+        auth = _auth(env.get("STUDIO_AUTH", ""))
+        if share and on_space:
+            raise ConfigError("STUDIO_SHARE=1 does not work on a Hugging Face Space (it is reachable already): unset it.")
+        if share and not auth:
+            raise ConfigError(
+                "STUDIO_SHARE=1 opens a public link to the studio and its photos of faces: "
+                "set STUDIO_AUTH=user:password as well."
+            )
+        space_url = f"https://{env['SPACE_HOST']}" if on_space and env.get("SPACE_HOST") else None
         return cls(
-            home=Path(env.get("STUDIO_HOME") or "data"),
-            host=env.get("STUDIO_HOST") or "127.0.0.1",
+            home=Path(env.get("STUDIO_HOME") or _default_home(on_space, space_storage)),
+            host=env.get("STUDIO_HOST") or ("0.0.0.0" if on_space else "127.0.0.1"),
             port=_int(env, "STUDIO_PORT", 7860, low=1, high=65535),
             base_model=env.get("STUDIO_BASE_MODEL") or "demo",
             device=_choice(env, "STUDIO_DEVICE", "auto", DEVICES),
             api_keys=tuple(k.strip() for k in env.get("STUDIO_API_KEYS", "").split(",") if k.strip()),
-            share=_bool(env, "STUDIO_SHARE", False),
-            auth=_auth(env.get("STUDIO_AUTH", "")),
-            public_url=(env.get("STUDIO_PUBLIC_URL") or "").rstrip("/") or None,
+            share=share,
+            auth=auth,
+            public_url=(env.get("STUDIO_PUBLIC_URL") or "").rstrip("/") or space_url,
             face_backend=_choice(env, "STUDIO_FACE_BACKEND", "auto", FACE_BACKENDS),
             allow_private_urls=_bool(env, "STUDIO_ALLOW_PRIVATE_URLS", False),
             max_photos=_int(env, "STUDIO_MAX_PHOTOS", 50, low=1, high=1000),
@@ -65,12 +86,23 @@ class Settings:
             max_lora_mb=_int(env, "STUDIO_MAX_LORA_MB", 175, low=1, high=10000),
             demo_size=_int(env, "STUDIO_DEMO_SIZE", 256, low=16, high=1024, multiple_of=8),
             queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 100, low=1, high=100000),
+            tune_expiry_days=_int(env, "STUDIO_TUNE_EXPIRY_DAYS", 0, low=0, high=3650),
+            on_space=on_space,
+            zero_gpu=(env.get("SPACES_ZERO_GPU") or "").strip().lower() not in _FALSE,
         )
 
     @property
     def is_loopback(self) -> bool:
         """True when the server only listens on this machine (the API may then run keyless)."""
         return self.host in ("127.0.0.1", "localhost", "::1") and not self.share
+
+
+def _default_home(on_space: bool, space_storage: Path) -> Path:
+    """./data, or the Space's persistent storage when the studio runs on a Space that has it
+    (without it a Space's disk is wiped at every restart)."""
+    if on_space and space_storage.is_dir() and os.access(space_storage, os.W_OK):
+        return space_storage / "studio"
+    return Path("data")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int, multiple_of: int = 1) -> int:

@@ -1,11 +1,15 @@
 """The embedded demo base model: a tiny SD-1.5-shaped pipeline built offline.
 
 It has every part a real SD 1.5 checkpoint has (UNet, VAE with the 8x latent factor, CLIP text
-encoder and tokenizer, CLIP image encoder) at a size that runs in seconds on a laptop CPU. The
-weights are random from a fixed seed, so its images are textures, not photographs; everything
-around it (loading, LoRA training and loading, adapters, packs, likes, the API) runs the same
-code a real model runs. It is written once with `save_pretrained` and loaded with
-`from_pretrained(local_files_only=True)`, the path a downloaded model takes.
+encoder and tokenizer, CLIP image encoder) at a size that runs in seconds on a laptop CPU, plus
+the adapters the prompt tokens need: a plain IP-Adapter (style), IP-Adapter-FaceID files (with
+their LoRA) for the face backends' embedding sizes, and a ControlNet (pose). The weights are
+random from a fixed seed, so its images are textures, not photographs; everything around it
+(loading, LoRA training and loading, adapters, packs, likes, the API) runs the same code a real
+model runs. It is written once with `save_pretrained` / `safetensors` and loaded with
+`from_pretrained(local_files_only=True)` and `load_ip_adapter`, the paths downloaded weights take.
+
+`demo_model.json` in the folder says where each adapter is (`read_manifest`).
 """
 
 from __future__ import annotations
@@ -19,25 +23,31 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Bump when the built files change, so existing homes rebuild the demo model once.
-VERSION = 1
+VERSION = 2
 TOKEN_WORDS = ("ohwx", "sks", "man", "woman", "photo", "portrait")
 SEED = 20261122
+# The offline dlib backend's embedding size; insightface's ArcFace gives 512.
+FACEID_DIMS = (128,)
+MANIFEST = "demo_model.json"
+STYLE_ADAPTER = "ip_adapter/ip-adapter_demo.safetensors"
+CONTROLNET = "controlnet"
 
 
-def ensure_demo_model(folder: Path) -> Path:
-    """Build the demo model into `folder` unless the current version is already there.
-    Returns `folder`. The build goes to a sibling temp folder first and is renamed into place,
-    so an interrupted build never leaves a half-written model."""
+def ensure_demo_model(folder: Path, *, faceid_dims: tuple[int, ...] = FACEID_DIMS) -> Path:
+    """Build the demo model into `folder` unless the current version, with FaceID adapters for
+    `faceid_dims`, is already there. Returns `folder`. The build goes to a sibling temp folder
+    first and is renamed into place, so an interrupted build never leaves a half-written model."""
     folder = Path(folder)
-    marker = folder / "demo_model.json"
-    if marker.exists() and json.loads(marker.read_text()).get("version") == VERSION:
-        return folder
+    marker = folder / MANIFEST
+    if marker.exists():
+        manifest = json.loads(marker.read_text())
+        if manifest.get("version") == VERSION and set(manifest.get("faceid", ())) == {str(d) for d in faceid_dims}:
+            return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".demo-build-"))
     try:
         log.info("building the embedded demo model in %s", folder)
-        build_demo_model(staging)
-        (staging / "demo_model.json").write_text(json.dumps({"version": VERSION, "seed": SEED}))
+        build_demo_model(staging, faceid_dims=faceid_dims)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
@@ -46,8 +56,16 @@ def ensure_demo_model(folder: Path) -> Path:
     return folder
 
 
-def build_demo_model(folder: Path) -> None:
-    """Write the tiny pipeline's components to `folder` with `save_pretrained`."""
+def read_manifest(folder: Path) -> dict:
+    """The demo model's manifest: `version`, `seed`, and the adapters relative to `folder`:
+    `style` (IP-Adapter file), `image_encoder` (folder), `faceid` ({embedding size as a string:
+    IP-Adapter-FaceID file}) and `controlnet` ({"pose": folder, "canny": folder})."""
+    return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+def build_demo_model(folder: Path, *, faceid_dims: tuple[int, ...] = FACEID_DIMS) -> None:
+    """Write the tiny pipeline's components to `folder` with `save_pretrained`, its adapters
+    beside them, and the manifest last."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import (
@@ -133,6 +151,115 @@ def build_demo_model(folder: Path) -> None:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     shutil.rmtree(Path(folder) / "_tokenizer_src", ignore_errors=True)
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    (folder / "ip_adapter").mkdir()
+    save_file(ip_adapter_weights(unet, image_encoder.config.projection_dim), folder / STYLE_ADAPTER)
+    faceid = {}
+    for dim in faceid_dims:
+        faceid[str(dim)] = f"ip_adapter/ip-adapter-faceid_{dim}d_demo.safetensors"
+        save_file(faceid_adapter_weights(unet, dim), folder / faceid[str(dim)])
+    build_controlnet(unet).save_pretrained(folder / CONTROLNET, safe_serialization=True)
+    manifest = {
+        "version": VERSION,
+        "seed": SEED,
+        "style": STYLE_ADAPTER,
+        "image_encoder": "image_encoder",
+        "faceid": faceid,
+        "controlnet": {"pose": CONTROLNET, "canny": CONTROLNET},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _cross_attention_sizes(unet) -> list[tuple[str, int, int | None]]:
+    """(processor name, hidden size, cross-attention size or None for self-attention) for every
+    attention processor, in `unet.attn_processors` order: the order IP-Adapter files number
+    their keys in (diffusers' `_convert_ip_adapter_attn_to_diffusers`)."""
+    channels = list(unet.config.block_out_channels)
+    sizes = []
+    for name in unet.attn_processors:
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = channels[::-1][int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        cross = None if name.endswith("attn1.processor") else unet.config.cross_attention_dim
+        sizes.append((name, hidden, cross))
+    return sizes
+
+
+def _ip_attention_weights(unet, generator) -> dict:
+    """`ip_adapter.{k}.to_k_ip/to_v_ip` for every cross-attention processor, k = 1, 3, 5, …"""
+    import torch
+
+    weights, key = {}, 1
+    for _name, hidden, cross in _cross_attention_sizes(unet):
+        if cross is None:
+            continue
+        for part in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{key}.{part}.weight"] = torch.randn(hidden, cross, generator=generator) / cross**0.5
+        key += 2
+    return weights
+
+
+def ip_adapter_weights(unet, image_embed_dim: int, *, seed: int = SEED + 1) -> dict:
+    """A plain IP-Adapter (SD 1.5 layout, 4 image tokens) for `unet`, fed by a CLIP image
+    encoder whose projection has `image_embed_dim` values."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    weights = {
+        "image_proj.proj.weight": torch.randn(4 * cross, image_embed_dim, generator=generator) / image_embed_dim**0.5,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    return weights | _ip_attention_weights(unet, generator)
+
+
+def faceid_adapter_weights(unet, id_dim: int, *, seed: int = SEED + 2, rank: int = 4, mult: int = 2) -> dict:
+    """An IP-Adapter-FaceID for `unet` fed by `id_dim`-value face embeddings: the FaceID image
+    projection (4 tokens), the IP attention weights, and the LoRA that FaceID files carry on
+    every attention processor (loaded by diffusers as the adapter `faceid_0`)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    hidden_ff = id_dim * mult
+    weights = {
+        "image_proj.proj.0.weight": torch.randn(hidden_ff, id_dim, generator=generator) * 2 / id_dim**0.5,
+        "image_proj.proj.0.bias": torch.zeros(hidden_ff),
+        "image_proj.proj.2.weight": torch.randn(4 * cross, hidden_ff, generator=generator) / hidden_ff**0.5,
+        "image_proj.proj.2.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    } | _ip_attention_weights(unet, generator)
+    for index, (_name, hidden, cross_dim) in enumerate(_cross_attention_sizes(unet)):
+        inputs = {"to_q": hidden, "to_k": cross_dim or hidden, "to_v": cross_dim or hidden, "to_out": hidden}
+        for part, size_in in inputs.items():
+            down = torch.randn(rank, size_in, generator=generator) / size_in**0.5
+            weights[f"ip_adapter.{index}.{part}_lora.down.weight"] = down
+            weights[f"ip_adapter.{index}.{part}_lora.up.weight"] = torch.randn(hidden, rank, generator=generator) * 0.1
+    return weights
+
+
+def build_controlnet(unet, *, seed: int = SEED + 3):
+    """A ControlNet made from `unet` (diffusers' `ControlNetModel.from_unet`). `from_unet` zeroes
+    the blocks that feed the UNet, so an untrained ControlNet has no effect at all; they get
+    random weights here so the control image visibly steers the demo model."""
+    import torch
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 16))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            block.weight.copy_(torch.randn(block.weight.shape, generator=generator) * 0.2)
+    return controlnet
 
 
 def build_tokenizer(scratch: Path):

@@ -47,3 +47,21 @@ class Unavailable(StudioError):
     """A model or plug-in is not installed or cannot be reached (HTTP 503)."""
 
     status = 503
+
+
+class Canceled(StudioError):
+    """The work was stopped on request before it finished (HTTP 409: nothing to retry)."""
+
+    status = 409
+
+
+class OutOfMemory(Unavailable):
+    """The device ran out of memory; the message says what to lower (HTTP 503)."""
+
+
+class ModelNotAvailable(Unavailable):
+    """The request names a base model this machine cannot run (a family the studio does not
+    run, or not downloaded while the hub is off). The request has to change, not the server's
+    state, so the API answers 422 as for any other bad field."""
+
+    status = 422

@@ -65,7 +65,10 @@ def serve(app):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # A browser page still open at teardown holds a websocket/SSE stream; without a short grace
+    # period uvicorn would wait for it and every browser test would end with a long stall.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -74,7 +77,10 @@ def serve(app):
 
     def stop():
         server.should_exit = True
-        thread.join(10)
+        thread.join(3)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(5)
 
     return f"http://127.0.0.1:{port}", stop
 

@@ -56,3 +56,30 @@ def test_created_keys_are_stored_hashed(make_server):
     assert key not in dump
     [row] = studio.list_api_keys()
     assert row["owner"] == "key:ann" and row["last_used_at"]
+
+
+def test_every_route_needs_the_key_but_image_urls_do_not(make_server):
+    url, studio = make_server(api_keys=("secret-1",))
+    public = studio.files.put(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "outputs", ".png")
+    paths = ["/tunes", "/tunes/1", "/tunes/1/prompts", "/prompts", "/packs", "/p/corporate-headshots"]
+    for path in paths:
+        response = httpx.get(url + path)
+        assert response.status_code == 401 and "Bearer" in response.json()["error"], path
+    assert httpx.post(url + "/tunes", json={"tune": {"title": "x"}}).status_code == 401
+    assert httpx.post(url + "/prompts/1/likes").status_code == 401
+    assert httpx.get(url + "/images/" + public.rsplit("/", 1)[1]).status_code == 200
+
+
+def test_likes_belong_to_the_key_owner(make_server):
+    url, studio = make_server()
+    ann, bob = studio.create_api_key("ann"), studio.create_api_key("bob")
+    prompt = studio.create_prompt(1, {"text": "a cat", "steps": 2, "num_images": 1})
+    as_ann, as_bob = ({"Authorization": f"Bearer {key}"} for key in (ann, bob))
+    assert httpx.post(f"{url}/prompts/{prompt['id']}/likes", headers=as_ann).json()["likes_count"] == 1
+    assert httpx.post(f"{url}/prompts/{prompt['id']}/likes", headers=as_bob).json()["likes_count"] == 2
+    assert httpx.delete(f"{url}/prompts/{prompt['id']}/likes", headers=as_bob).json()["likes_count"] == 1
+    seen_by = {
+        who: httpx.get(f"{url}/tunes/1/prompts/{prompt['id']}", headers=headers).json()["liked"]
+        for who, headers in (("ann", as_ann), ("bob", as_bob))
+    }
+    assert seen_by == {"ann": True, "bob": False}

@@ -19,7 +19,7 @@ def test_migrations_run_on_empty_and_existing_database(tmp_path):
     path = tmp_path / "studio.db"
     Store(path).close()
     conn = sqlite3.connect(path)
-    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
+    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
     assert applied == [m.name for m in migrations._migrations]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()

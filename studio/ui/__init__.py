@@ -21,6 +21,12 @@ DEMO_BANNER = (
 
 # (label, tab id, module under studio.ui) in the order they appear.
 TABS = [
+    ("Photos", "photos", "photos"),
+    ("Tunes", "tunes", "tunes"),
+    ("Packs", "packs", "packs"),
+    ("Avatars & LoRAs", "avatars", "avatars"),
+    ("Generate", "generate", "generate"),
+    ("Gallery", "gallery", "gallery"),
     ("Settings & status", "status", "status"),
 ]
 
@@ -30,12 +36,13 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
     import gradio as gr
 
-    from studio.ui.common import Context
+    from studio.ui.common import EMPTY_PHOTO_SET, Context
 
     with gr.Blocks(title="Avatar Studio") as demo:
         # Top level, not inside a tab: a BrowserState in an unselected tab is not mounted at load.
         browser_id = gr.BrowserState(None, storage_key="avatar_studio_browser", secret="avatar-studio")
-        ctx = Context(browser_id=browser_id)
+        photo_set = gr.BrowserState(EMPTY_PHOTO_SET, storage_key="avatar_studio_photos", secret="avatar-studio")
+        ctx = Context(browser_id=browser_id, photo_set=photo_set, blocks=demo)
         gr.Markdown("# Avatar Studio")
         if studio.status()["demo_model"]:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import html
+import inspect
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,24 +18,47 @@ F = TypeVar("F", bound=Callable)
 
 
 def guard(fn: F) -> F:
-    """Show a StudioError as a Gradio error toast with its message; anything else propagates."""
+    """Show a StudioError as a Gradio error toast with its message; anything else propagates.
+    Generator handlers stay generators (Gradio streams their yields), guarded while they run."""
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except StudioError as error:
+                raise gr.Error(html.escape(error.message, quote=False)) from error
+
+        return streaming  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except StudioError as error:
-            raise gr.Error(error.message) from error
+            # Toasts render HTML: escape, or a token like <lora:12:1> in the message vanishes.
+            raise gr.Error(html.escape(error.message, quote=False)) from error
 
     return wrapper  # type: ignore[return-value]
+
+
+# A browser's photo set before any upload: the photos the Photos tab accepted (ids), the class
+# they were inspected for, and the characteristics as the person edited them.
+EMPTY_PHOTO_SET: dict[str, Any] = {"ids": [], "name": "woman", "characteristics": {}}
 
 
 @dataclass(frozen=True)
 class Context:
     """Components every tab may use. `browser_id` is a per-browser id kept in localStorage,
-    so likes survive a reload; use `user()` to turn it (or the login name) into the like user."""
+    so likes survive a reload; use `user()` to turn it (or the login name) into the like user.
+    `photo_set` (a BrowserState, see EMPTY_PHOTO_SET) is this browser's uploaded photo set: the
+    Photos tab fills it and the Tunes tab trains on it, and it survives a reload. `blocks` is
+    the app itself, for tabs that refresh on page load (`blocks.load`)."""
 
     browser_id: Any
+    photo_set: Any = None
+    blocks: Any = None
 
     @staticmethod
     def ensure_browser_id(current: dict | None) -> dict:
@@ -50,3 +75,119 @@ class Context:
         if isinstance(browser_id, dict) and browser_id.get("id"):
             return f"browser:{browser_id['id']}"
         raise StudioError("Your browser id is not set yet; reload the page and try again.")
+
+
+def data_url(image, quality: int = 85) -> str:
+    """A PIL image as an inline JPEG data URL, for HTML that shows private images (photos,
+    avatars) without serving their files."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def card_css() -> str:
+    """Scoped CSS (a gr.HTML `css_template`) for a grid of cards with an image, a title, a
+    coloured badge, a token line, a progress bar and details. Only Gradio's theme variables are
+    used, so it follows the light and dark themes; the grid wraps down to one column on phones."""
+    return """
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 10px; }
+.cards.tokens { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); }
+.cards.wide { grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); }
+.card { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+        background: var(--background-fill-secondary); padding: 8px; color: var(--body-text-color);
+        display: flex; flex-direction: column; gap: 4px; min-width: 0; }
+.card img { width: 100%; aspect-ratio: 1; object-fit: cover; border-radius: var(--radius-md); }
+.card .mark { width: 100%; aspect-ratio: 1; display: flex; align-items: center; justify-content: center;
+        border-radius: var(--radius-md); background: var(--background-fill-primary); font-weight: 700;
+        color: var(--body-text-color-subdued); }
+.card .title { display: flex; gap: 6px; align-items: center; justify-content: space-between; flex-wrap: wrap;
+        overflow-wrap: anywhere; }
+.badge { font-size: 12px; padding: 1px 8px; border-radius: 999px; white-space: nowrap;
+        background: var(--background-fill-primary); border: 1px solid var(--border-color-primary); }
+.badge.ok, .badge.SUCCESS { background: #16a34a; color: #fff; border-color: #16a34a; }
+.badge.warning, .badge.QUEUING { background: #d97706; color: #fff; border-color: #d97706; }
+.badge.rejected, .badge.FAILED { background: #dc2626; color: #fff; border-color: #dc2626; }
+.badge.TRAINING { background: #2563eb; color: #fff; border-color: #2563eb; }
+.badge.CANCELED { background: #6b7280; color: #fff; border-color: #6b7280; }
+.token { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; justify-content: flex-end; }
+.token code { flex: 1 1 100%; min-width: 0; overflow-wrap: anywhere; font-size: 12px; padding: 2px 4px;
+        border-radius: var(--radius-sm); background: var(--background-fill-primary); }
+.token button { font-size: 12px; padding: 2px 8px; border-radius: var(--radius-md); cursor: pointer;
+        border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);
+        color: var(--button-secondary-text-color); }
+.detail { font-size: 12px; color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
+.detail ul { margin: 2px 0 0 16px; padding: 0; }
+.bar { height: 8px; border-radius: 4px; background: var(--background-fill-primary); overflow: hidden;
+        border: 1px solid var(--border-color-primary); }
+.bar > div { height: 100%; background: var(--color-accent); }
+.empty { color: var(--body-text-color-subdued); }
+.badge.likeness.match { background: #16a34a; color: #fff; border-color: #16a34a; }
+.badge.likeness.miss { background: #d97706; color: #fff; border-color: #d97706; }
+.badge.likeness.noface { color: var(--body-text-color-subdued); }
+"""
+
+
+def likeness_badge(record: dict[str, Any] | None) -> str:
+    """An image's likeness (a studio/likeness.py record) as a small HTML badge for the cards:
+    the score with its verdict and the backend's same-person threshold ('likeness 0.970 · same
+    person ≥ 0.916'), 'no face found', or '' for an image that was not scored. The tooltip says
+    what the number is. Style it with `card_css()`."""
+    if not record:
+        return ""
+    threshold = float(record.get("threshold") or 0)
+    meaning = html.escape(
+        f"Cosine similarity of the face to the tune's reference face ({record.get('backend')}): 1 is "
+        f"identical, the same person scores {threshold:.3f} or more.",
+        quote=True,
+    )
+    if record.get("score") is None:
+        text = html.escape(record.get("message") or "no face found")
+        return f"<span class='badge likeness noface' title='{meaning}' data-score=''>{text}</span>"
+    score = float(record["score"])
+    if record["same_person"]:
+        kind, verdict = "match", f"same person ≥ {threshold:.3f}"
+    else:
+        kind, verdict = "miss", f"other person < {threshold:.3f}"
+    return (
+        f"<span class='badge likeness {kind}' title='{meaning}' data-score='{score:.4f}'>"
+        f"likeness {score:.3f} · {verdict}</span>"
+    )
+
+
+def on_show(ctx: Context, fn: Callable, inputs: Any, outputs: Any) -> None:
+    """Run `fn` when the page loads and each time the tab being built is selected, so the tab
+    shows what other tabs and API clients changed meanwhile. Call it inside a tab's `build`."""
+    from gradio.context import get_render_context
+
+    tab = get_render_context()
+    while tab is not None and not isinstance(tab, gr.Tab):
+        tab = tab.parent
+    triggers = [ctx.blocks.load] + ([tab.select] if tab is not None else [])
+    gr.on(triggers, fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+
+
+# Copy buttons (`<button class='copy-token' data-token=...>`) in a gr.HTML's `js_on_load`: one
+# listener on the component, so it keeps working after the HTML re-renders. The textarea
+# fallback covers pages served over plain http from another host (no clipboard API there).
+COPY_JS = """
+element.addEventListener('click', async (event) => {
+  const button = event.target.closest('button.copy-token');
+  if (!button) return;
+  const text = button.dataset.token;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {
+    const area = document.createElement('textarea');
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+  }
+  button.textContent = 'Copied';
+  setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+});
+"""

@@ -1,0 +1,214 @@
+"""How much does the studio add to a diffusers generation, and how fast does it switch LoRAs?
+
+For two models, both with random weights built here and loaded through the engine's normal path:
+- demo: the embedded demo model (tiny SD-1.5 shape);
+- mid: SD 1.5's real UNet shape (860M parameters), real VAE shape, a 12-layer 768-wide CLIP
+  text encoder, run at a reduced resolution so a CPU finishes in minutes;
+
+it times, interleaved and after a warm-up, (a) `Engine.generate` (validation, scheduler, seeds,
+progress callback, PNG encoding with A1111 parameters) against the bare diffusers call on the
+same loaded pipeline with the same request, and prints the ratio (target <= 1.05); (b) making a
+cached LoRA active (`set_adapters`) against loading a new LoRA file from disk.
+
+    .venv/bin/python bench/generate.py                 # both models
+    .venv/bin/python bench/generate.py --skip-mid      # the demo model only (seconds)
+    .venv/bin/python bench/generate.py --mid-size 256 --mid-steps 8 --mid-reps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from studio.demo_model import build_tokenizer, ensure_demo_model  # noqa: E402
+from studio.engine import Engine, GenerateRequest, make_scheduler  # noqa: E402
+
+
+def build_mid_model(folder: Path) -> Path:
+    """An SD-1.5-shaped pipeline with random weights (fp16 on disk), saved with save_pretrained."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(folder / "_tokenizer_src")
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_act="quick_gelu",
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)
+    return folder
+
+
+def write_lora(pipe, path: Path, *, seed: int, rank: int = 8) -> Path:
+    """A kohya-format LoRA on every UNet attention projection of `pipe`."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in pipe.unet.named_modules():
+        if name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") or name.endswith("to_out.0"):
+            key = "lora_unet_" + name.replace(".", "_")
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=generator) * 0.01
+            tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.01
+            tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    save_file(tensors, str(path))
+    return path
+
+
+def overhead(engine: Engine, request: GenerateRequest, reps: int) -> dict[str, list[float]]:
+    """Seconds of each studio generate and bare diffusers call, interleaved (the order flips
+    every round so neither always runs on a warmer cache), after a warm-up of each."""
+    import torch
+
+    pipe = engine.load_model(request.model, request.family)
+
+    def bare() -> None:
+        pipe.scheduler = make_scheduler(request.scheduler, dict(pipe.scheduler.config))
+        pipe(
+            request.prompt,
+            num_inference_steps=request.num_inference_steps,
+            guidance_scale=request.guidance_scale,
+            width=request.width,
+            height=request.height,
+            generator=[torch.Generator().manual_seed(request.seed)],
+        )
+
+    def studio() -> None:
+        engine.generate(request, on_step=lambda step, total: None, should_stop=lambda: False)
+
+    bare(), studio()
+    times: dict[str, list[float]] = {"bare": [], "studio": []}
+    for rep in range(reps):
+        order = [("bare", bare), ("studio", studio)] if rep % 2 == 0 else [("studio", studio), ("bare", bare)]
+        for name, run in order:
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def lora_switching(engine: Engine, model: str, folder: Path, reps: int) -> tuple[float, float]:
+    """Median seconds to (load a new LoRA file and activate it, switch to a cached one)."""
+    pipe = engine.load_model(model)
+    first, second = (write_lora(pipe, folder / f"cached{i}.safetensors", seed=i) for i in (1, 2))
+    engine.activate_loras([("a", first, 1.0)])
+    engine.activate_loras([("b", second, 1.0)])
+    loads, switches = [], []
+    for rep in range(reps):
+        fresh = shutil.copy(first, folder / f"fresh{rep}.safetensors")  # a new file: nothing cached
+        started = time.perf_counter()
+        engine.activate_loras([("fresh", fresh, 1.0)])
+        loads.append(time.perf_counter() - started)
+        for path in (first, second):
+            started = time.perf_counter()
+            engine.activate_loras([("cached", path, 1.0)])
+            switches.append(time.perf_counter() - started)
+    engine.activate_loras([])
+    return statistics.median(loads), statistics.median(switches)
+
+
+def report(label: str, engine: Engine, request: GenerateRequest, folder: Path, reps: int) -> None:
+    times = overhead(engine, request, reps)
+    studio, bare = statistics.median(times["studio"]), statistics.median(times["bare"])
+    print(
+        f"{label}: {request.width}x{request.height}, {request.num_inference_steps} steps, {request.scheduler}, "
+        f"{reps} runs each: studio {studio:.3f} s / bare diffusers {bare:.3f} s = {studio / bare:.3f} "
+        f"(medians; fastest runs {min(times['studio']) / min(times['bare']):.3f}; target <= 1.05)"
+    )
+    load, switch = lora_switching(engine, request.model, folder, reps)
+    print(
+        f"{label}: LoRA from disk {load * 1000:.1f} ms vs switch between cached LoRAs {switch * 1000:.1f} ms "
+        f"({load / switch:.0f}x faster to switch)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed runs of each kind (medians are printed)")
+    parser.add_argument("--demo-size", type=int, default=256)
+    parser.add_argument("--demo-steps", type=int, default=20)
+    parser.add_argument("--mid-size", type=int, default=192)
+    parser.add_argument("--mid-steps", type=int, default=6)
+    parser.add_argument("--mid-reps", type=int, default=4)
+    parser.add_argument("--skip-mid", action="store_true", help="time the demo model only")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (fewer is steadier on a shared machine)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    engine = Engine(args.device)
+    with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
+        root = Path(tmp)
+        demo = ensure_demo_model(root / "demo")
+        common = {"prompt": "a portrait of ohwx woman, blue jacket", "seed": 1, "scheduler": "euler_a"}
+        request = GenerateRequest(
+            model=str(demo), width=args.demo_size, height=args.demo_size, num_inference_steps=args.demo_steps, **common
+        )
+        (root / "demo-loras").mkdir()
+        report("demo", engine, request, root / "demo-loras", args.reps)
+        if not args.skip_mid:
+            started = time.perf_counter()
+            mid = build_mid_model(root / "mid")
+            print(f"mid: built an SD-1.5-shaped model in {time.perf_counter() - started:.0f} s")
+            request = GenerateRequest(
+                model=str(mid), width=args.mid_size, height=args.mid_size, num_inference_steps=args.mid_steps, **common
+            )
+            (root / "mid-loras").mkdir()
+            report("mid", engine, request, root / "mid-loras", args.mid_reps)
+    print(f"device: {engine.device}, dtype: {engine.dtype}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,851 @@
+"""Tunes made from photos: DreamBooth-LoRA training with peft, and FaceID reference embeddings.
+
+- `TuneRequest` carries what a person (or an Astria/Novita client) asks for; `check_request`
+  refuses bad values naming the field, and `plan_training` turns a request into the complete
+  `TrainSettings` (defaults < preset < mock-mode limits < the request's own values).
+- `train_lora` trains a LoRA on a base model's UNet (optionally its text encoder(s)) and writes
+  it in diffusers format with `modelspec.*` / `ss_*` metadata, a kohya/A1111 copy, and
+  intermediate checkpoints with a sample image each. It takes explicit arguments (model folder,
+  family, images, settings, output folder, callbacks) and never reads the studio's config, so
+  the job worker, a benchmark or a distributed runner can call it alike.
+- `reference_embedding` is a FaceID tune's identity: the mean of unit face embeddings.
+
+torch, diffusers and peft are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from studio.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = ("lora", "faceid")
+BRANCHES = ("fast", "sd15", "sdxl1")
+BRANCH_FAMILY = {"sd15": "sd15", "sdxl1": "sdxl"}
+LEARNING_RATES = (1e-4, 1e-5, 1e-6, 2e-4, 5e-5)  # Novita's choices
+LR_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup")
+DEFAULT_TOKEN = "ohwx"
+DEFAULT_INSTANCE_PROMPT = "a close photo of {token} {name}"
+MAX_STEPS = 10_000
+#: Steps per image times photos is capped here, so 50 photos do not mean a day of training.
+MAX_AUTO_STEPS = 3_000
+
+# Values a preset fills in; the request's own values win. `fast` is Astria's mock mode (branch
+# "fast"): the embedded demo model, minimal steps and size, whatever else the request says.
+DEFAULTS: dict[str, Any] = {
+    "steps_per_image": 100,
+    "learning_rate": 1e-4,
+    "lr_scheduler": "constant",
+    "lr_warmup_steps": 0,
+    "rank": 8,
+    "train_batch_size": 1,
+    "train_text_encoder": False,
+    "face_crop": False,
+    "face_crop_ratio": 2.0,
+    "face_restore": False,
+    "sample_steps": 20,
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "portrait": {"face_crop": True, "face_crop_ratio": 2.0, "steps_per_image": 100, "rank": 16},
+    "style": {
+        "face_crop": False,
+        "steps_per_image": 150,
+        "rank": 32,
+        "lr_scheduler": "cosine",
+        "instance_prompt": "an image in {token} style",
+    },
+    "fast": {"max_train_steps": 8, "resolution": 64, "rank": 4, "learning_rate": 2e-4, "sample_steps": 4},
+}
+FAST_LIMITS = ("max_train_steps", "resolution", "sample_steps")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """A prompt created with a tune and run once the tune is ready (Astria's `prompts_attributes`,
+    a pack's prompts). `params` holds the generation fields (num_images, seed, w, h, ...)."""
+
+    text: str
+    negative_prompt: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    callback: str | None = None
+    orig_prompt_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """A tune to make from photos: Astria's fields plus Novita's training settings.
+
+    Training fields left None come from the preset, then from DEFAULTS. `max_train_steps` is
+    Astria's `steps`; without it, `steps_per_image` times the number of good photos is used.
+    `face_crop_ratio` (>= 1: more of the head and shoulders) and `resize` (width, height) are
+    Novita's `face_crop_region` and `resize` components; `face_restore` its `face_restore`
+    (Astria's `training_face_correct`), applied when a face-restore model is installed."""
+
+    title: str
+    name: str
+    token: str = DEFAULT_TOKEN
+    model_type: str = "lora"
+    base_tune_id: int | None = None
+    branch: str | None = None
+    preset: str | None = None
+    characteristics: Mapping[str, Any] | None = None
+    callback: str | None = None
+    prompts: tuple[PromptSpec, ...] = ()
+    prompts_callback: str | None = None
+    instance_prompt: str | None = None
+    max_train_steps: int | None = None
+    steps_per_image: int | None = None
+    learning_rate: float | None = None
+    lr_scheduler: str | None = None
+    lr_warmup_steps: int | None = None
+    rank: int | None = None
+    resolution: int | None = None
+    train_batch_size: int | None = None
+    seed: int | None = None
+    train_text_encoder: bool | None = None
+    checkpointing_steps: int | None = None
+    face_crop: bool | None = None
+    face_crop_ratio: float | None = None
+    resize: tuple[int, int] | None = None
+    face_restore: bool | None = None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything one training run needs, complete (diffusers' argument names).
+
+    Images are scaled to cover `size` (width, height) and centre-cropped. A checkpoint with a
+    sample image is written every `checkpointing_steps` steps (0: only at the end). Mixed
+    precision and gradient checkpointing are used on CUDA and left off elsewhere when 'auto'."""
+
+    instance_prompt: str
+    max_train_steps: int
+    size: tuple[int, int] = (512, 512)
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    rank: int = 8
+    train_batch_size: int = 1
+    seed: int = 0
+    train_text_encoder: bool = False
+    checkpointing_steps: int = 0
+    sample_steps: int = 20
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["size"] = tuple(values.get("size", (512, 512)))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved step: diffusers-format weights and its sample image (PNG)."""
+
+    step: int
+    weights: Path
+    sample: Path | None
+    loss: float
+
+
+@dataclass(frozen=True)
+class TrainedLora:
+    weights: Path
+    kohya: Path
+    checkpoints: tuple[Checkpoint, ...]
+    seconds_per_step: float
+    loss: float
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: int, total: int) -> None: ...
+
+
+class TrainingStopped(Exception):
+    """`should_stop()` answered True; nothing was written for the unfinished run."""
+
+
+# -- requests --------------------------------------------------------------------------------
+
+_WORD = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_NAME = re.compile(r"^[\w][\w \-]{0,49}$")
+
+
+def check_request(request: TuneRequest) -> None:
+    """Refuse a request whose values cannot work, naming the field (InvalidInput). Checks what
+    needs neither photos nor models; `plan_training` checks the rest."""
+    title = (request.title or "").strip()
+    if not title or len(title) > 255:
+        raise InvalidInput("Give the tune a title of 1 to 255 characters (a UUID works well).", field="title")
+    if not _NAME.match(request.name or ""):
+        raise InvalidInput("name is the class of the subject, e.g. man, woman, cat, dog or style.", field="name")
+    if not _WORD.match(request.token or ""):
+        raise InvalidInput("token must be one word of letters, digits or _ (e.g. ohwx).", field="token")
+    _choice(request.model_type, MODEL_TYPES, "model_type")
+    _choice(request.branch, BRANCHES, "branch", optional=True)
+    _choice(request.preset, tuple(PRESETS), "preset", optional=True)
+    if request.characteristics is not None and (
+        not isinstance(request.characteristics, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str | int | float) for k, v in request.characteristics.items())
+    ):
+        raise InvalidInput(
+            'characteristics must be an object of text values, e.g. {"eye_color": "blue"}.', field="characteristics"
+        )
+    if request.learning_rate is not None and not any(
+        math.isclose(request.learning_rate, lr, rel_tol=1e-6) for lr in LEARNING_RATES
+    ):
+        raise InvalidInput(
+            f"learning_rate must be one of {', '.join(map(str, LEARNING_RATES))}.", field="learning_rate"
+        )
+    _choice(request.lr_scheduler, LR_SCHEDULERS, "lr_scheduler", optional=True)
+    _int_range(request.max_train_steps, "max_train_steps", 1, MAX_STEPS)
+    _int_range(request.steps_per_image, "steps_per_image", 1, 1000)
+    _int_range(request.lr_warmup_steps, "lr_warmup_steps", 0, MAX_STEPS)
+    _int_range(request.rank, "rank", 1, 256)
+    _int_range(request.train_batch_size, "train_batch_size", 1, 16)
+    _int_range(request.seed, "seed", 0, 2**32 - 1)
+    _int_range(request.checkpointing_steps, "checkpointing_steps", 0, MAX_STEPS)
+    _size(request.resolution, "resolution")
+    if request.resize is not None:
+        if len(request.resize) != 2:
+            raise InvalidInput("resize is (width, height), e.g. (512, 512).", field="resize")
+        for value in request.resize:
+            _size(value, "resize")
+    if request.face_crop_ratio is not None and not 1.0 <= float(request.face_crop_ratio) <= 4.0:
+        raise InvalidInput("face_crop_ratio must be between 1.0 (just the face) and 4.0.", field="face_crop_ratio")
+    if len(request.prompts) > 100:
+        raise InvalidInput("At most 100 prompts can be created with a tune.", field="prompts")
+    for prompt in request.prompts:
+        if not isinstance(prompt, PromptSpec) or not prompt.text or not prompt.text.strip():
+            raise InvalidInput("Every prompt needs a text.", field="prompts")
+
+
+_ALIASES = {
+    "steps": "max_train_steps",
+    "training_face_correct": "face_restore",
+    "prompts_attributes": "prompts",
+    "lora_r": "rank",
+    "lora_rank": "rank",
+    "network_dim": "rank",
+    "batch_size": "train_batch_size",
+}
+_INT_FIELDS = frozenset(
+    {
+        "base_tune_id",
+        "max_train_steps",
+        "steps_per_image",
+        "lr_warmup_steps",
+        "rank",
+        "resolution",
+        "train_batch_size",
+        "seed",
+        "checkpointing_steps",
+    }
+)
+_FLOAT_FIELDS = frozenset({"learning_rate", "face_crop_ratio"})
+_BOOL_FIELDS = frozenset({"train_text_encoder", "face_crop", "face_restore"})
+
+
+def tune_request_from_fields(data: Mapping[str, Any]) -> TuneRequest:
+    """A TuneRequest from API or form fields: Astria's names (`steps`, `training_face_correct`,
+    `prompts_attributes`), Novita's `components` list and `expert_setting` object, and the form
+    strings of multipart requests ("500", "true", JSON text). Fields the studio does not use
+    (`images`, `auto_extend`…) are ignored; a value that cannot be converted is refused naming
+    its field."""
+    flat = {k: v for k, v in data.items() if k not in ("components", "expert_setting")}
+    flat.update(data.get("expert_setting") or {})
+    flat.update(_components(data.get("components") or []))
+    known = {f.name for f in fields(TuneRequest)}
+    values: dict[str, Any] = {}
+    for key, value in flat.items():
+        name = _ALIASES.get(key, key)
+        if name in known and value is not None and value != "":
+            values[name] = _convert(name, value)
+    for required in ("title", "name"):
+        if required not in values:
+            raise InvalidInput(f"{required} is required.", field=required)
+    return TuneRequest(**values)
+
+
+def _convert(name: str, value: Any) -> Any:
+    try:
+        if name in _INT_FIELDS:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if name in _FLOAT_FIELDS:
+            return float(value)
+        if name in _BOOL_FIELDS:
+            return _bool(value)
+        if name == "resize":
+            return tuple(int(v) for v in (value.split("x") if isinstance(value, str) else value))
+        if name == "characteristics":
+            return json.loads(value) if isinstance(value, str) else dict(value)
+        if name == "prompts":
+            return tuple(_prompt_spec(p) for p in (json.loads(value) if isinstance(value, str) else value))
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidInput(f"{name} has a value the studio cannot read: {value!r}.", field=name) from None
+    return value if isinstance(value, str) else str(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _prompt_spec(fields_: Any) -> PromptSpec:
+    if isinstance(fields_, PromptSpec):
+        return fields_
+    if isinstance(fields_, str):
+        return PromptSpec(text=fields_)
+    rest = {
+        k: v for k, v in dict(fields_).items() if k not in ("text", "negative_prompt", "callback", "orig_prompt_id")
+    }
+    orig = fields_.get("orig_prompt_id")
+    return PromptSpec(
+        text=str(fields_.get("text") or ""),
+        negative_prompt=fields_.get("negative_prompt") or None,
+        params=rest,
+        callback=fields_.get("callback") or None,
+        orig_prompt_id=int(orig) if orig not in (None, "") else None,
+    )
+
+
+def _components(components: Any) -> dict[str, Any]:
+    """Novita's `components` ([{name, args: [{name, value}]}]) as TuneRequest fields."""
+    out: dict[str, Any] = {}
+    for component in components:
+        args = {a.get("name"): a.get("value") for a in component.get("args") or []}
+        name = component.get("name")
+        if name == "face_crop_region":
+            out.update(face_crop=True, face_crop_ratio=args.get("ratio", DEFAULTS["face_crop_ratio"]))
+        elif name == "resize":
+            out["resize"] = (args.get("width", 512), args.get("height", 512))
+        elif name == "face_restore":
+            out["face_restore"] = True
+        else:
+            raise InvalidInput(
+                f"components: unknown component {name!r}; use face_crop_region, resize or face_restore.",
+                field="components",
+            )
+    return out
+
+
+def plan_training(request: TuneRequest, *, num_images: int, native_resolution: int) -> TrainSettings:
+    """The complete settings for a LoRA tune trained on `num_images` photos of a base model
+    whose native image side is `native_resolution`. Raises InvalidInput naming the field
+    when the combination cannot work (warm-up longer than the run, prompt without the token)."""
+    values = resolved_values(request)
+    steps = values.get("max_train_steps") or min(MAX_AUTO_STEPS, values["steps_per_image"] * max(1, num_images))
+    if values["lr_warmup_steps"] >= steps and values["lr_warmup_steps"] > 0:
+        raise InvalidInput(
+            f"lr_warmup_steps ({values['lr_warmup_steps']}) must be fewer than the {steps} training steps.",
+            field="lr_warmup_steps",
+        )
+    prompt = _fill(values.get("instance_prompt") or DEFAULT_INSTANCE_PROMPT, request)
+    if request.token not in prompt.split() and request.token not in prompt:
+        raise InvalidInput(f"instance_prompt must contain the token {request.token!r}.", field="instance_prompt")
+    side = values.get("resolution") or native_resolution
+    size = tuple(values["resize"]) if values.get("resize") else (side, side)
+    checkpointing = values.get("checkpointing_steps")
+    if checkpointing is None:
+        checkpointing = max(1, steps // 4) if steps >= 4 else 0
+    return TrainSettings(
+        instance_prompt=prompt,
+        max_train_steps=int(steps),
+        size=size,
+        learning_rate=float(values["learning_rate"]),
+        lr_scheduler=values["lr_scheduler"],
+        lr_warmup_steps=int(values["lr_warmup_steps"]),
+        rank=int(values["rank"]),
+        train_batch_size=int(values["train_batch_size"]),
+        seed=int(values["seed"]) if values.get("seed") is not None else random.randrange(1, 2**31),
+        train_text_encoder=bool(values["train_text_encoder"]),
+        checkpointing_steps=int(checkpointing),
+        sample_steps=int(values["sample_steps"]),
+    )
+
+
+def resolved_values(request: TuneRequest) -> dict[str, Any]:
+    """Training values after layering DEFAULTS < preset < mock-mode limits < the request (the
+    mock mode's step, size and sample limits win over the request, so `fast` stays cheap)."""
+    values = {**DEFAULTS, **PRESETS.get(request.preset or "", {})}
+    own = {f.name: getattr(request, f.name) for f in fields(request)}
+    values.update({k: v for k, v in own.items() if v is not None and (k in DEFAULTS or k in _TRAINING_FIELDS)})
+    if request.branch == "fast":
+        values.update({k: PRESETS["fast"][k] for k in FAST_LIMITS})
+    return values
+
+
+_TRAINING_FIELDS = frozenset(
+    {"instance_prompt", "max_train_steps", "resolution", "seed", "checkpointing_steps", "resize", "face_crop_ratio"}
+)
+
+
+def _fill(template: str, request: TuneRequest) -> str:
+    text = template.replace("{{token}}", "{token}").replace("{{name}}", "{name}")
+    return " ".join(text.replace("{token}", request.token).replace("{name}", request.name).split())
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in choices:
+        raise InvalidInput(f"{name} must be one of: {', '.join(choices)} (got {value!r}).", field=name)
+
+
+def _int_range(value: Any, name: str, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be a whole number from {low} to {high} (got {value!r}).", field=name)
+
+
+def _size(value: Any, name: str) -> None:
+    if value is None:
+        return
+    _int_range(value, name, 64, 2048)
+    if value % 8:
+        raise InvalidInput(f"{name} must be a multiple of 8 (got {value}).", field=name)
+
+
+# -- FaceID ----------------------------------------------------------------------------------
+
+
+def reference_embedding(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    """A FaceID tune's identity: the mean of the L2-normalised embeddings, normalised again so
+    it has the unit length IP-Adapter-FaceID expects. float32 of the embeddings' dimension."""
+    if not embeddings:
+        raise ValueError("a reference embedding needs at least one face embedding")
+    units = [np.asarray(e, np.float32).reshape(-1) for e in embeddings]
+    units = [u / max(float(np.linalg.norm(u)), 1e-12) for u in units]
+    mean = np.mean(units, axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+# -- LoRA training ---------------------------------------------------------------------------
+
+_UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+_TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+_ARCHITECTURE = {"sd15": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-base"}
+_SS_BASE_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+KOHYA_NAME = "lora_kohya.safetensors"
+
+
+def train_lora(
+    model: str | Path,
+    family: str,
+    images: Sequence[Any],
+    settings: TrainSettings,
+    output_dir: Path,
+    *,
+    title: str,
+    trigger: str,
+    device: str = "auto",
+    on_step: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+) -> TrainedLora:
+    """Train a DreamBooth LoRA on `model` (a diffusers folder, hub id, or single `.safetensors`
+    checkpoint of `family` 'sd15' or 'sdxl') from PIL `images`, into `output_dir`.
+
+    The same model, images and settings (seed included) give the same weights on one machine.
+    `on_step(step, total)` follows every optimiser step; `should_stop()` is checked after each
+    and raises TrainingStopped when it answers True. `on_checkpoint` gets every checkpoint as
+    soon as it is written, the final one (step == max_train_steps) included. Returns the final
+    weights (diffusers format, `WEIGHTS_NAME`) and their kohya/A1111 copy (`KOHYA_NAME`)."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+
+    # 1. Check inputs and choose the device and precision.
+    if family not in _ARCHITECTURE:
+        raise InvalidInput(f"LoRA training supports the families sd15 and sdxl, not {family!r}.", field="base_tune_id")
+    if not images:
+        raise InvalidInput("Training needs at least one photo.", field="images")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device, weight_dtype = _device_and_dtype(device, settings.mixed_precision)
+    autocast = torch.autocast(device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32)
+
+    # 2. Load the base model and freeze it; add LoRA adapters to the UNet (and text encoders).
+    pipe = load_pipeline(model, family, dtype=weight_dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    text_encoders = [te for te in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if te is not None]
+    for module in (pipe.unet, pipe.vae, *text_encoders):
+        module.requires_grad_(False)
+    torch.manual_seed(settings.seed)  # the adapters' initial weights
+    lora = {"r": settings.rank, "lora_alpha": settings.rank, "init_lora_weights": "gaussian"}
+    pipe.unet.add_adapter(LoraConfig(target_modules=_UNET_TARGETS, **lora))
+    trained = [pipe.unet]
+    if settings.train_text_encoder:
+        for te in text_encoders:
+            te.add_adapter(LoraConfig(target_modules=_TEXT_TARGETS, **lora))
+        trained += text_encoders
+    use_checkpointing = settings.gradient_checkpointing
+    if use_checkpointing is None:
+        use_checkpointing = device.type == "cuda"
+    if use_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+        for te in text_encoders if settings.train_text_encoder else ():
+            te.gradient_checkpointing_enable()
+    cast_training_params(trained, dtype=torch.float32)
+    params = [p for module in trained for p in module.parameters() if p.requires_grad]
+
+    # 3. Cache what does not change: the latent distribution of every image, and the prompt
+    #    embeddings unless the text encoder trains.
+    generator = torch.Generator().manual_seed(settings.seed)
+    pixels = _pixels(images, settings.size).to(device, dtype=weight_dtype)
+    with torch.no_grad(), autocast:
+        dists = [pipe.vae.encode(pixels[i : i + 4]).latent_dist for i in range(0, len(pixels), 4)]
+    latent_mean = torch.cat([d.mean for d in dists]).float()
+    latent_std = torch.cat([d.std for d in dists]).float()
+    scaling = pipe.vae.config.scaling_factor
+    del pixels, dists
+    cached = None
+    if not settings.train_text_encoder:
+        with torch.no_grad(), autocast:
+            cached = _encode_prompt(pipe, family, settings.instance_prompt, device)
+
+    # 4. Optimiser, learning-rate schedule and training noise schedule.
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    lr_schedule = get_scheduler(
+        settings.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=settings.lr_warmup_steps,
+        num_training_steps=settings.max_train_steps,
+    )
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    scaler = torch.amp.GradScaler(device.type, enabled=weight_dtype == torch.float16)
+    width, height = settings.size
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=weight_dtype)
+
+    # 5. Train: sample a batch from the cached latents, add noise at random timesteps, predict
+    #    it, step. Images are visited in shuffled rounds, so each is seen equally often.
+    order: list[int] = []
+    checkpoints: list[Checkpoint] = []
+    losses: list = []  # detached loss tensors: reading each as a float would sync a GPU every step
+    pipe.unet.train()
+    started = time.perf_counter()
+    for step in range(1, settings.max_train_steps + 1):
+        while len(order) < settings.train_batch_size:
+            order += torch.randperm(len(latent_mean), generator=generator).tolist()
+        batch, order = order[: settings.train_batch_size], order[settings.train_batch_size :]
+        mean, std = latent_mean[batch], latent_std[batch]
+        latents = (mean + std * torch.randn(mean.shape, generator=generator).to(device)) * scaling
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
+        timesteps = timesteps.to(device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        with autocast:
+            embeds, pooled = cached or _encode_prompt(pipe, family, settings.instance_prompt, device)
+            extra = {}
+            if family == "sdxl":
+                extra = {
+                    "added_cond_kwargs": {
+                        "text_embeds": pooled.repeat(len(batch), 1),
+                        "time_ids": time_ids.repeat(len(batch), 1),
+                    }
+                }
+            prediction = pipe.unet(noisy, timesteps, embeds.repeat(len(batch), 1, 1), **extra).sample
+        if noise_scheduler.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        loss = F.mse_loss(prediction.float(), target.float())
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+        if on_step is not None:
+            on_step(step, settings.max_train_steps)
+        if should_stop is not None and should_stop():
+            raise TrainingStopped(f"stopped at step {step} of {settings.max_train_steps}")
+
+        # 6. Every `checkpointing_steps` and at the end: weights with metadata, and a sample.
+        last = step == settings.max_train_steps
+        if last or (settings.checkpointing_steps and step % settings.checkpointing_steps == 0):
+            folder = output_dir if last else output_dir / f"checkpoint-{step}"
+            recent = float(torch.stack(losses[-max(1, settings.checkpointing_steps or step) :]).mean())
+            meta = _metadata(
+                settings,
+                family=family,
+                title=title,
+                trigger=trigger,
+                model=str(model),
+                num_images=len(images),
+                step=step,
+            )
+            weights = _save_lora(pipe, trained, folder / WEIGHTS_NAME, meta)
+            sample = _sample(pipe, settings, folder / "sample.png", autocast) if settings.sample_steps else None
+            checkpoint = Checkpoint(step=step, weights=weights, sample=sample, loss=recent)
+            checkpoints.append(checkpoint)
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint)
+    seconds_per_step = (time.perf_counter() - started) / settings.max_train_steps
+
+    # 7. The kohya/A1111 copy of the final weights.
+    kohya = export_kohya(checkpoints[-1].weights, output_dir / KOHYA_NAME, family=family)
+    return TrainedLora(
+        weights=checkpoints[-1].weights,
+        kohya=kohya,
+        checkpoints=tuple(checkpoints),
+        seconds_per_step=seconds_per_step,
+        loss=checkpoints[-1].loss,
+    )
+
+
+def load_pipeline(model: str | Path, family: str, *, dtype: Any = None):
+    """The base model's diffusers pipeline: a folder or hub id with `from_pretrained`, a single
+    `.safetensors` checkpoint with `from_single_file`; pickled checkpoints are refused."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+    source = str(model)
+    if source.endswith((".ckpt", ".pt", ".pth", ".bin")):
+        raise InvalidInput(
+            f"{source} is a pickle checkpoint; only .safetensors files are loaded.", field="base_tune_id"
+        )
+    if source.endswith(".safetensors"):
+        return cls.from_single_file(source, dtype=dtype, **extra)
+    from safetensors import SafetensorError
+
+    try:
+        return cls.from_pretrained(source, dtype=dtype, **extra)
+    except (OSError, ValueError, SafetensorError):
+        if not Path(source).is_dir():
+            raise
+        from studio.engine import describe_unloadable_folder
+        from studio.errors import Unavailable
+
+        log.exception("the base model folder %s did not load", source)
+        raise Unavailable(describe_unloadable_folder(Path(source))) from None
+
+
+def _device_and_dtype(choice: str, mixed_precision: str):
+    import torch
+
+    if choice == "auto":
+        if torch.cuda.is_available():
+            choice = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            choice = "mps"
+        else:
+            choice = "cpu"
+    device = torch.device(choice)
+    if mixed_precision == "auto" and device.type == "cuda":
+        mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif mixed_precision == "auto":
+        mixed_precision = "no"
+    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
+    return device, dtype
+
+
+def _pixels(images: Sequence[Any], size: tuple[int, int]):
+    """Images scaled to cover `size` and centre-cropped, as a (N, 3, H, W) tensor in [-1, 1]."""
+    import torch
+    from PIL import Image, ImageOps
+
+    width, height = size
+    arrays = []
+    for image in images:
+        fitted = ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+        arrays.append(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _encode_prompt(pipe, family: str, prompt: str, device):
+    """(prompt embeddings (1, 77, D), pooled embeddings (1, P) for SDXL else None)."""
+    import torch
+
+    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if family == "sdxl" else [])
+    tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
+    hidden, pooled = [], None
+    for tokenizer, encoder in zip(tokenizers, encoders):
+        ids = tokenizer(
+            [prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(device)
+        if family == "sdxl":
+            out = encoder(ids, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+            pooled = out[0]
+        else:
+            hidden.append(encoder(ids)[0])
+    return torch.cat(hidden, dim=-1), pooled
+
+
+def _save_lora(pipe, trained: list, path: Path, metadata: dict[str, str]) -> Path:
+    """Write the adapters in diffusers format (`unet.…lora.down.weight`, as `save_lora_weights`
+    does) with `metadata`, its `modelspec.hash_sha256` computed over the tensors."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    names = ["unet", "text_encoder", "text_encoder_2"]
+    tensors, adapter_config = {}, {}
+    for name, module in zip(names, [pipe.unet, *trained[1:]]):
+        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+        tensors.update({f"{name}.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()})
+        config = module.peft_config["default"].to_dict()
+        adapter_config.update({f"{name}.{k}": sorted(v) if isinstance(v, set) else v for k, v in config.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**metadata, "modelspec.hash_sha256": _tensor_hash(tensors)}
+    meta["lora_adapter_metadata"] = json.dumps(adapter_config, sort_keys=True, default=str)
+    save_file(tensors, str(path), metadata={"format": "pt", **meta})
+    return path
+
+
+def _sample(pipe, settings: TrainSettings, path: Path, autocast) -> Path:
+    """One image of the instance prompt with the adapters as they are now, from a fixed seed,
+    so the samples of successive checkpoints differ only by training."""
+    import torch
+
+    pipe.unet.eval()
+    width, height = settings.size
+    try:
+        with torch.no_grad(), autocast:
+            image = pipe(
+                settings.instance_prompt,
+                num_inference_steps=settings.sample_steps,
+                width=width,
+                height=height,
+                generator=torch.Generator().manual_seed(settings.seed),
+            ).images[0]
+    finally:
+        pipe.unet.train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+def _metadata(
+    settings: TrainSettings, *, family: str, title: str, trigger: str, model: str, num_images: int, step: int
+) -> dict[str, str]:
+    """safetensors metadata: Stability's model spec (`modelspec.*`) and kohya's `ss_*` keys, so
+    A1111, ComfyUI and kohya's tools show what the LoRA is and how it was made."""
+    width, height = settings.size
+    return {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": f"{_ARCHITECTURE[family]}/lora",
+        "modelspec.implementation": "https://github.com/huggingface/diffusers",
+        "modelspec.title": title,
+        "modelspec.trigger_phrase": trigger,
+        "modelspec.resolution": f"{width}x{height}",
+        "modelspec.date": datetime.now(UTC).date().isoformat(),
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(settings.rank),
+        "ss_network_alpha": str(float(settings.rank)),
+        "ss_base_model_version": _SS_BASE_VERSION[family],
+        "ss_sd_model_name": Path(model).name or model,
+        "ss_resolution": f"({width}, {height})",
+        "ss_num_train_images": str(num_images),
+        "ss_max_train_steps": str(settings.max_train_steps),
+        "ss_steps": str(step),
+        "ss_learning_rate": str(settings.learning_rate),
+        "ss_unet_lr": str(settings.learning_rate),
+        "ss_text_encoder_lr": str(settings.learning_rate if settings.train_text_encoder else 0.0),
+        "ss_lr_scheduler": settings.lr_scheduler,
+        "ss_lr_warmup_steps": str(settings.lr_warmup_steps),
+        "ss_batch_size_per_device": str(settings.train_batch_size),
+        "ss_seed": str(settings.seed),
+        "ss_network_train_unet_only": str(not settings.train_text_encoder),
+        "ss_output_name": title,
+        "ss_tag_frequency": json.dumps({"instance": {trigger: num_images}}),
+    }
+
+
+def _tensor_hash(tensors: Mapping[str, Any]) -> str:
+    """sha256 of the tensors serialised as safetensors without metadata (kohya's model hash)."""
+    from safetensors.torch import save
+
+    return "0x" + hashlib.sha256(save(dict(tensors))).hexdigest()
+
+
+_DIFFUSERS_KEY = re.compile(
+    r"^(unet|text_encoder|text_encoder_2)\.(.+?)\.(?:lora|lora_linear_layer)\.(down|up)\.weight$"
+)
+_KOHYA_PREFIX = {
+    ("sd15", "unet"): "lora_unet_",
+    ("sd15", "text_encoder"): "lora_te_",
+    ("sdxl", "unet"): "lora_unet_",
+    ("sdxl", "text_encoder"): "lora_te1_",
+    ("sdxl", "text_encoder_2"): "lora_te2_",
+}
+
+
+def export_kohya(weights: Path, target: Path, *, family: str) -> Path:
+    """Write the kohya/A1111 form of a diffusers-format LoRA file: `lora_unet_…` / `lora_te_…`
+    module names, `lora_down`/`lora_up` weights and an `alpha` per module (the rank, as
+    trained), keeping the source's metadata with its hash recomputed."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        source = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    tensors = {}
+    for key, tensor in source.items():
+        match = _DIFFUSERS_KEY.match(key)
+        if match is None:
+            raise ValueError(f"{weights} has a key that is not a diffusers LoRA weight: {key}")
+        component, module, direction = match.groups()
+        if component != "unet" and not module.startswith("text_model."):
+            module = "text_model." + module  # kohya names CLIP modules from the text_model root
+        name = _KOHYA_PREFIX[(family, component)] + module.replace(".", "_")
+        tensors[f"{name}.lora_{direction}.weight"] = tensor
+        if direction == "down":
+            tensors[f"{name}.alpha"] = torch.tensor(float(tensor.shape[0]))
+    metadata.pop("lora_adapter_metadata", None)
+    metadata.pop("format", None)
+    metadata["modelspec.hash_sha256"] = _tensor_hash(tensors)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(target), metadata={"format": "pt", **metadata})
+    return target
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file (without its `format` entry)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+    metadata.pop("format", None)
+    return metadata

@@ -1,0 +1,409 @@
+"""Generate tab: a prompt box with clickable token help, negative prompt, model or tune,
+parameters, Generate and Stop, live progress, and the results with the seed and settings of
+each image, a like button, "re-run with this seed" and download.
+
+Generation runs on the studio's job queue (one GPU queue shared with training), never in the
+event itself: Generate stores the prompt and then follows it in the database, so the page stays
+responsive, and after a reload the newest prompt is picked up again with its progress. The
+Generate event is public as `/generate` for gradio_client: it returns when the images are made.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.core import Studio
+from studio.errors import InvalidInput
+from studio.likeness import describe
+from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
+from studio.ui.board import describe_params, viewer
+from studio.ui.common import Context, card_css, guard, on_show
+
+FINISHED = ("SUCCESS", "FAILED", "CANCELED")
+POLL_SECONDS = 0.5
+DEFAULT = "default"
+
+# Inserts a token at the caret of the prompt box; the 'input' event makes Gradio take the value.
+INSERT_JS = """
+element.addEventListener('click', (event) => {
+  const chip = event.target.closest('button.insert-token');
+  if (!chip) return;
+  const box = document.querySelector('#gen-prompt textarea');
+  if (!box) return;
+  const start = box.selectionStart ?? box.value.length;
+  const end = box.selectionEnd ?? box.value.length;
+  const before = box.value.slice(0, start);
+  const text = (before && !/\\s$/.test(before) ? ' ' : '') + chip.dataset.token + ' ';
+  box.value = before + text + box.value.slice(end);
+  box.selectionStart = box.selectionEnd = before.length + text.length;
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  box.focus();
+});
+"""
+
+TOKENS_CSS = """
+.tokens { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
+.tokens button { font-family: var(--font-mono); font-size: 12px; padding: 2px 8px; cursor: pointer;
+        border-radius: var(--radius-md); border: 1px solid var(--border-color-primary);
+        background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color); }
+.tokens .hint, .grammar { font-size: 12px; color: var(--body-text-color-subdued); }
+.grammar code { font-size: 12px; }
+"""
+
+GRAMMAR = (
+    "<details class='grammar'><summary>Token grammar</summary>"
+    "<code>&lt;lora:ID:W&gt;</code> a trained LoRA tune or <code>&lt;lora:NAME:W&gt;</code> an uploaded LoRA "
+    "(several stack) · <code>&lt;faceid:ID:W&gt;</code> a FaceID tune · "
+    "<code>&lt;be-face:NAME:W&gt;</code> <code>&lt;be-style:NAME:W&gt;</code> <code>&lt;be-pose:NAME:W&gt;</code> "
+    "saved avatars (one of each per prompt). W is the weight, 1 when left out. A prompt on a tune uses "
+    "that tune even without its token.</details>"
+)
+
+
+def build(studio: Studio, ctx: Context) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=300):
+            # Custom values: API clients may name a tune made after the page was built.
+            model = gr.Dropdown(
+                _model_choices(studio),
+                value=_default_model(studio),
+                label="Model or tune",
+                allow_custom_value=True,
+                elem_id="gen-model",
+            )
+            prompt = gr.Textbox(
+                label="Prompt",
+                lines=3,
+                placeholder="portrait of ohwx woman, studio light <faceid:7:1>",
+                elem_id="gen-prompt",
+            )
+            tokens = gr.HTML(_token_help(studio), css_template=TOKENS_CSS, js_on_load=INSERT_JS, elem_id="gen-tokens")
+            negative = gr.Textbox(label="Negative prompt", placeholder="blurry, deformed", elem_id="gen-negative")
+            num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="gen-num-images")
+            with gr.Accordion("Parameters", open=False, elem_id="gen-parameters"):
+                gr.Markdown("0 means the model's default; seed -1 picks a random seed.", elem_classes="hint")
+                with gr.Row():
+                    steps = gr.Number(0, label="Steps", precision=0, minimum=0, min_width=110)
+                    cfg_scale = gr.Number(0, label="CFG scale", minimum=0, min_width=110)
+                    scheduler = gr.Dropdown([DEFAULT, *SCHEDULERS], value=DEFAULT, label="Scheduler", min_width=140)
+                with gr.Row():
+                    width = gr.Number(0, label="Width", precision=0, minimum=0, step=8, min_width=110)
+                    height = gr.Number(0, label="Height", precision=0, minimum=0, step=8, min_width=110)
+                    seed = gr.Number(-1, label="Seed", precision=0, minimum=-1, min_width=110)
+                with gr.Row():
+                    face_correct = gr.Checkbox(label="Face correct")
+                    super_resolution = gr.Checkbox(label="Super resolution")
+                    face_swap = gr.Checkbox(label="Face swap")
+                input_image = gr.Image(
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    label="Input image (img2img start, or ControlNet pose/edges)",
+                    height=180,
+                )
+                with gr.Row():
+                    strength = gr.Slider(0, 1, value=0.8, step=0.05, label="Denoising strength")
+                    controlnet = gr.Dropdown(["none", "pose", "canny"], value="none", label="ControlNet")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id="gen-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
+        with gr.Column(scale=6, min_width=300):
+            progress = gr.HTML(_progress_html(None), css_template=card_css(), elem_id="gen-progress")
+            gallery = gr.Gallery(
+                label="Results",
+                columns=3,
+                height="auto",
+                object_fit="contain",
+                buttons=["download", "fullscreen"],
+                interactive=False,
+                elem_id="gen-gallery",
+            )
+            details = gr.Markdown(PICK_HINT, elem_id="gen-details")
+            with gr.Row():
+                like = gr.Button("♥ Like", size="sm", elem_id="gen-like")
+                rerun = gr.Button("Re-run with this seed", size="sm", elem_id="gen-rerun")
+    followed = gr.State(None)  # the prompt shown: its id
+    selected = gr.State(None)  # the image clicked in the results: its index
+    shown = gr.State(None)  # what the results show now, so polls re-render only on change
+    timer = gr.Timer(1.0, active=False)
+
+    def follow(prompt_id: int):
+        """Yield (followed, selected, shown, progress, gallery, details) whenever the prompt's
+        state changes, until it finished."""
+        state = studio.prompt_progress(prompt_id)
+        while True:
+            yield prompt_id, None, *_view(studio, state, None)
+            if state["status"] in FINISHED:
+                return
+            snapshot = _signature(state)
+            while _signature(state) == snapshot:
+                time.sleep(POLL_SECONDS)
+                state = studio.prompt_progress(prompt_id)
+
+    @guard
+    def generate(
+        tune_id: int | str | None,
+        text: str,
+        negative_prompt: str | None = None,
+        num_images: float = 2,
+        steps: float | None = 0,
+        cfg_scale: float | None = 0,
+        scheduler: str = DEFAULT,
+        w: float | None = 0,
+        h: float | None = 0,
+        seed: float | None = -1,
+        face_correct: bool = False,
+        super_resolution: bool = False,
+        face_swap: bool = False,
+        input_image: str | None = None,
+        denoising_strength: float = 0.8,
+        controlnet: str = "none",
+    ):
+        """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
+        are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
+        scale, w and h left at 0 take the model's defaults; a negative seed picks one. The
+        fields are the REST API's; tokens such as <faceid:7:1> go in `text`."""
+        # The one place the form becomes a request; the parameter names are the public API's.
+        if not (text or "").strip():
+            raise InvalidInput("Write a prompt first (tokens from the list below it are optional).", field="text")
+        request = PromptRequest(
+            text=text.strip(),
+            negative_prompt=(negative_prompt or "").strip(),
+            num_images=int(num_images),
+            seed=None if seed is None or seed < 0 else int(seed),
+            steps=_number(steps, int),
+            cfg_scale=_number(cfg_scale, float),
+            w=_number(w, int),
+            h=_number(h, int),
+            scheduler=None if scheduler in (None, DEFAULT) else scheduler,
+            input_image=Path(input_image).read_bytes() if input_image else None,
+            denoising_strength=float(denoising_strength),
+            controlnet=None if controlnet in (None, "none") else controlnet,
+            face_correct=bool(face_correct),
+            super_resolution=bool(super_resolution),
+            face_swap=bool(face_swap),
+        )
+        yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
+
+    @guard
+    def on_rerun(prompt_id: int | None, index: int | None):
+        if prompt_id is None or index is None:
+            raise InvalidInput("Click one of the results first, then re-run it.", field="image_idx")
+        yield from follow(studio.rerun_prompt(prompt_id, index)["id"])
+
+    @guard
+    def on_stop(prompt_id: int | None) -> str:
+        if prompt_id is None:
+            raise InvalidInput("Nothing is being generated.", field="prompt_id")
+        return _progress_html(studio.prompt_progress(studio.cancel_prompt(prompt_id)["id"]))
+
+    @guard
+    def on_select(prompt_id: int | None, browser_id: dict | None, request: gr.Request, event: gr.SelectData):
+        return event.index, _details(studio, prompt_id, event.index, viewer(browser_id, request))
+
+    @guard
+    def on_like(prompt_id: int | None, index: int | None, browser_id: dict | None, request: gr.Request):
+        if prompt_id is None or index is None:
+            raise InvalidInput("Click one of the results first, then like it.", field="image_idx")
+        user = Context.user(browser_id, request)
+        liked = studio.prompt_images(prompt_id, user)[index]["liked"]
+        (studio.unlike_prompt if liked else studio.like_prompt)(prompt_id, user, index)
+        return _details(studio, prompt_id, index, user)
+
+    def on_tick(prompt_id: int | None, last: Any):
+        if prompt_id is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        state = studio.prompt_progress(prompt_id)
+        running = gr.Timer(active=state["status"] not in FINISHED)
+        if _signature(state) == last:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), running
+        return *_view(studio, state, last), running
+
+    def on_load(browser_id: dict | None, request: gr.Request):
+        """After a (re)load: show the newest prompt, following it while it runs."""
+        newest = studio.list_prompts(limit=1)
+        if not newest:
+            return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
+        state = studio.prompt_progress(newest[0]["id"])
+        return state["id"], None, *_view(studio, state, None), gr.Timer(active=state["status"] not in FINISHED)
+
+    def refresh(current: int | None):
+        choices = _model_choices(studio)
+        value = current if current in {c[1] for c in choices} else _default_model(studio)
+        return gr.Dropdown(choices=choices, value=value), _token_help(studio)
+
+    form = [
+        model,
+        prompt,
+        negative,
+        num_images,
+        steps,
+        cfg_scale,
+        scheduler,
+        width,
+        height,
+        seed,
+        face_correct,
+        super_resolution,
+        face_swap,
+        input_image,
+        strength,
+        controlnet,
+    ]
+    results = [followed, selected, shown, progress, gallery, details]
+    # The work itself waits on the job queue; these events only watch the database, so they
+    # need no concurrency limit of their own.
+    run.click(generate, form, results, api_name="generate", concurrency_limit=None, show_progress="minimal")
+    prompt.submit(generate, form, results, api_visibility="private", concurrency_limit=None)
+    rerun.click(on_rerun, [followed, selected], results, api_visibility="private", concurrency_limit=None)
+    stop.click(on_stop, followed, progress, api_visibility="private")
+    gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
+    like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")
+    timer.tick(on_tick, [followed, shown], [shown, progress, gallery, details, timer], api_visibility="private")
+    on_show(ctx, refresh, model, [model, tokens])
+    ctx.blocks.load(
+        on_load,
+        ctx.browser_id,
+        [followed, selected, shown, progress, gallery, details, timer],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+PICK_HINT = "Click an image to see its seed and settings, like it or re-run it."
+
+
+def _tune_id(value: int | str | None) -> int:
+    """The model dropdown's value (an id; API clients may send it as text)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("Pick a model or tune to generate with (its id).", field="tune_id") from None
+
+
+def _number(value: float | None, kind: type) -> Any:
+    """A number field's value, None when it is empty or 0 (the model's default)."""
+    return None if value is None or value == 0 else kind(value)
+
+
+def _signature(state: dict[str, Any]) -> tuple:
+    return state["id"], state["status"], round(state["progress"] or 0, 2), state["step"], state["ahead"]
+
+
+def _view(studio: Studio, state: dict[str, Any], last: Any) -> tuple:
+    """(shown, progress, gallery, details) for a prompt's state; the gallery and details are
+    left as they are unless the images changed (so a clicked image stays selected)."""
+    signature = _signature(state)
+    same_images = last is not None and last[0] == state["id"] and (last[1] in FINISHED) == (state["status"] in FINISHED)
+    if same_images:
+        return signature, _progress_html(state), gr.skip(), gr.skip()
+    images = [
+        (str(studio.public_path(path)), " · ".join(filter(None, [f"#{index + 1} · seed {seed}", describe(record)])))
+        for index, (path, seed, record) in enumerate(zip(state["images"], state["seeds"], state["likeness"]))
+    ]
+    return signature, _progress_html(state), images, PICK_HINT
+
+
+def _progress_html(state: dict[str, Any] | None) -> str:
+    """The status line of the prompt shown: waiting (and behind how many jobs), the step it is
+    at with the time left and a bar, or how it ended (images, warnings, or the message)."""
+    if state is None:
+        return "<p class='empty'>Write a prompt and press Generate. Every result is kept in the Gallery tab.</p>"
+    status, pid = state["status"], int(state["id"])
+    badge = f"<span class='badge {status}'>{status}</span> <b>Prompt #{pid}</b>"
+    if status == "QUEUING" and not state["queued"]:
+        line = "waiting for its tune to finish training"
+    elif status == "QUEUING":
+        line = f"waiting: {state['ahead']} job(s) ahead" if state["ahead"] else "next in the queue"
+    elif status == "TRAINING":
+        line = f"step {state['step']}/{state['total']}" if state["total"] else "starting"
+        left = _seconds_left(state.get("eta"))
+        line += f" · about {left} s left" if left is not None else ""
+    elif status == "SUCCESS":
+        line = describe_params(state)
+    else:
+        line = state.get("message") or status.lower()
+    parts = [
+        f"<div class='title'><span>{badge}</span><span class='detail'>{html.escape(line, quote=False)}</span></div>"
+    ]
+    if status not in FINISHED:
+        percent = round(100 * float(state["progress"] or 0))
+        parts.append(
+            f"<div class='bar' role='progressbar' aria-valuenow='{percent}'><div style='width:{percent}%'></div></div>"
+        )
+    parts += [f"<div class='detail'>⚠ {html.escape(str(w))}</div>" for w in state.get("warnings") or []]
+    return f"<div class='card' data-status='{status}'>{''.join(parts)}</div>"
+
+
+def _seconds_left(eta: str | None) -> int | None:
+    if not eta:
+        return None
+    try:
+        moment = datetime.fromisoformat(eta.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0, round((moment - datetime.now(UTC)).total_seconds()))
+
+
+def _details(studio: Studio, prompt_id: int | None, index: int | None, user: str | None) -> Any:
+    """The clicked image's seed, likes, likeness and the prompt's settings (Markdown)."""
+    if prompt_id is None or index is None:
+        return PICK_HINT
+    prompt = studio.get_prompt(prompt_id)
+    images = studio.prompt_images(prompt_id, user)
+    if not 0 <= index < len(images):
+        return PICK_HINT
+    image = images[index]
+    mine = " (you like it)" if image["liked"] else ""
+    # Likeness: the face's cosine similarity to the tune's reference face (1 = identical).
+    looks = f"**{describe(image['likeness'])}**\n\n" if image["likeness"] else ""
+    return (
+        f"**Image {index + 1} of prompt #{prompt_id}** · seed `{image['seed']}` · "
+        f"{image['width']}×{image['height']} · ♥ {image['likes']}{mine}\n\n{looks}"
+        f"{describe_params(prompt)}\n\n> {_markdown_text(prompt['text'])}"
+    )
+
+
+def _markdown_text(text: str) -> str:
+    """Prompt text shown as plain text inside Markdown (tokens like <lora:1:1> included)."""
+    return html.escape(text, quote=False).replace("*", "\\*").replace("_", "\\_").replace("\n", " ")
+
+
+def _model_choices(studio: Studio) -> list[tuple[str, int]]:
+    """Tunes that can make images (newest first), then the base models of the gallery."""
+    tunes = [
+        (f"{t['title']} · {t['model_type']} {t['name'] or ''} (#{t['id']}, {t['status'].lower()})", t["id"])
+        for t in studio.list_tunes(limit=200)
+        if t["status"] not in ("FAILED", "CANCELED")
+    ]
+    models = [
+        (f"{m['title']} · base model" + ("" if m["available"] else " (downloads on first use)"), m["id"])
+        for m in studio.base_models()
+        if m["family"] in ("sd15", "sdxl")
+    ]
+    return tunes + models
+
+
+def _default_model(studio: Studio) -> int | None:
+    return studio.default_base_model()["id"]
+
+
+def _token_help(studio: Studio) -> str:
+    tokens = studio.prompt_tokens()
+    if not tokens:
+        chips = (
+            "<span class='hint'>No tokens yet: make a tune in the Tunes tab or save an avatar in Avatars &amp; "
+            "LoRAs, and its token shows here.</span>"
+        )
+    else:
+        chips = "<span class='hint'>Insert a token:</span>" + "".join(
+            f"<button class='insert-token' data-token='{html.escape(t['token'], quote=True)}' "
+            f"title='{html.escape(t['label'], quote=True)} ({t['kind']})'>{html.escape(t['token'])}</button>"
+            for t in tokens
+        )
+    return f"<div class='tokens'>{chips}</div>{GRAMMAR}"

@@ -1,0 +1,369 @@
+"""Tunes tab: make a LoRA or FaceID tune from the Photos tab's set, follow its training, and look
+after each tune (its photos, the checkpoint sample strip, the active checkpoint, the LoRA
+download, cancel and delete).
+
+Training runs on the studio's persistent job queue, never in a handler: this tab only polls the
+database with a gr.Timer while something trains, so progress survives a page reload.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.core import Studio
+from studio.errors import InvalidInput, NotFound
+from studio.likeness import describe
+from studio.packs import CLASS_NAMES
+from studio.training import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
+from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard
+from studio.ui.photos import photo_cards
+
+POLL_SECONDS = 1.5
+RUNNING = ("QUEUING", "TRAINING")
+MODEL_TYPES = [
+    ("LoRA: trained on the photos (minutes on a GPU)", "lora"),
+    ("FaceID: no training, ready at once", "faceid"),
+]
+PRESET_CHOICES = [("none", "")] + [(name, name) for name in PRESETS]
+
+
+def build(studio: Studio, ctx) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### New tune")
+            photo_note = gr.Markdown(_photo_note(EMPTY_PHOTO_SET), elem_id="tune-photo-note")
+            form = _form(studio)
+            create = gr.Button("Create tune", variant="primary", elem_id="create-tune")
+        with gr.Column(scale=3, min_width=320):
+            gr.Markdown("### Your tunes")
+            listing = gr.HTML(
+                _listing(studio), css_template=card_css(), js_on_load=COPY_JS, elem_id="tune-list", padding=False
+            )
+    gr.Markdown("### Tune details")
+    with gr.Row():
+        chosen = gr.Dropdown(_choices(studio), label="Tune", scale=3, elem_id="tune-choice")
+        cancel = gr.Button("Cancel training", scale=1, elem_id="cancel-tune")
+        delete = gr.Button("Delete tune", variant="stop", scale=1, elem_id="delete-tune")
+    summary = gr.Markdown(elem_id="tune-summary")
+    with gr.Row():
+        token = gr.Textbox(
+            label="Token to paste into a prompt", buttons=["copy"], interactive=False, scale=2, elem_id="tune-token"
+        )
+        download = gr.DownloadButton("Download LoRA (.safetensors)", visible=False, scale=1, elem_id="download-lora")
+    strip = gr.Gallery(
+        label="Checkpoint samples (pick the step that looks best)",
+        columns=8,
+        height=200,
+        object_fit="contain",
+        allow_preview=True,
+        visible=False,
+        elem_id="samples",
+    )
+    with gr.Row(visible=False) as step_row:
+        step = gr.Dropdown(label="Checkpoint step to use", choices=[], scale=3, elem_id="checkpoint-step")
+        use_step = gr.Button("Use this checkpoint", scale=1, elem_id="use-checkpoint")
+    photos = gr.HTML(css_template=card_css(), js_on_load=None, elem_id="tune-photos")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    seen = gr.State(None)  # what the details last showed, so a poll redraws them only on a change
+
+    details = [summary, token, download, strip, step_row, step, photos, seen]
+
+    def show(tune_id, last=None):
+        """The details of `tune_id`, or gr.skip() for each when they did not change."""
+        if tune_id is None:
+            return _cleared()
+        try:
+            tune = studio.get_tune(int(tune_id))
+        except NotFound:  # deleted meanwhile (another page, the API)
+            return _cleared()
+        signature = (tune["id"], tune["status"], round(tune["progress"] or 0, 2), tune["active_step"])
+        if signature == last:
+            return (gr.skip(),) * len(details)
+        return _details(studio, tune, signature, with_photos=last is None or last[0] != tune["id"])
+
+    def poll(tune_id, last):
+        running = any(t["status"] in RUNNING for t in studio.list_tunes(limit=100))
+        return (_listing(studio), *show(tune_id, last), gr.Timer(active=running))
+
+    @guard
+    def on_create(values: dict):
+        photo_set = values[ctx.photo_set] or EMPTY_PHOTO_SET
+        if not photo_set.get("ids"):
+            raise InvalidInput("Upload photos in the Photos tab first: the tune is made from them.", field="images")
+        fields = {name: values[component] for name, component in form.items()}
+        request = _tune_request(fields, photo_set.get("characteristics") or {})
+        tune = studio.create_tune(request, photo_ids=list(photo_set["ids"]))
+        gr.Info(f"Tune {tune['id']} '{html.escape(tune['title'])}' is {tune['status']}.")
+        return (*poll(tune["id"], None), gr.Dropdown(choices=_choices(studio), value=tune["id"]))
+
+    @guard
+    def on_cancel(tune_id):
+        studio.cancel_tune(_required(tune_id))
+        return poll(tune_id, None)
+
+    @guard
+    def on_delete(tune_id):
+        studio.delete_tune(_required(tune_id))
+        return (_listing(studio), gr.Dropdown(choices=_choices(studio), value=None), *_cleared())
+
+    @guard
+    def on_use_step(tune_id, chosen_step):
+        if chosen_step is None:
+            raise InvalidInput("Choose the checkpoint step to use.", field="step")
+        studio.set_active_checkpoint(_required(tune_id), int(chosen_step))
+        return show(tune_id)
+
+    def on_photo_set(photo_set):
+        return _photo_note(photo_set), (photo_set or EMPTY_PHOTO_SET).get("name") or "woman"
+
+    polled = [listing, *details, timer]
+    create.click(
+        on_create, {ctx.photo_set, *form.values()}, [*polled, chosen], api_name="create_tune", concurrency_limit=1
+    )
+    chosen.select(lambda tune_id: show(tune_id), chosen, details, api_visibility="private")
+    cancel.click(on_cancel, chosen, polled, api_name="cancel_tune")
+    delete.click(on_delete, chosen, [listing, chosen, *details], api_name="delete_tune")
+    use_step.click(on_use_step, [chosen, step], details, api_name="set_active_checkpoint")
+    timer.tick(poll, [chosen, seen], polled, api_visibility="private")
+    ctx.photo_set.change(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
+    ctx.blocks.load(
+        lambda photo_set: (*on_photo_set(photo_set), gr.Dropdown(choices=_choices(studio)), *poll(None, None)),
+        ctx.photo_set,
+        [photo_note, form["name"], chosen, *polled],
+        api_visibility="private",
+    )
+
+
+def _form(studio: Studio) -> dict[str, Any]:
+    """The request's fields by TuneRequest name; advanced training settings folded away."""
+    models = [m for m in studio.base_models() if m["family"] in ("sd15", "sdxl")]
+    fields: dict[str, Any] = {
+        "model_type": gr.Radio(MODEL_TYPES, value="lora", label="Kind", elem_id="tune-kind"),
+        "title": gr.Textbox(label="Title", placeholder="unique, e.g. Jane 2026-05", elem_id="tune-title"),
+    }
+    with gr.Row():
+        fields["name"] = gr.Dropdown(list(CLASS_NAMES), value="woman", allow_custom_value=True, label="Class")
+        fields["token"] = gr.Textbox(value="ohwx", label="Token", max_lines=1)
+    with gr.Row():
+        fields["base_tune_id"] = gr.Dropdown(
+            [(_model_label(m), m["id"]) for m in models],
+            value=studio.default_base_model()["id"],
+            label="Base model",
+            elem_id="tune-base",
+        )
+        fields["preset"] = gr.Dropdown(PRESET_CHOICES, value="", label="Preset", elem_id="tune-preset")
+    fields["branch"] = gr.Checkbox(
+        label="Mock run (branch fast): the demo model and a few steps, to try the flow", elem_id="tune-fast"
+    )
+    with gr.Accordion("Advanced training settings", open=False):
+        gr.Markdown("Empty fields come from the preset, then from the studio's defaults.")
+        with gr.Row():
+            fields["max_train_steps"] = gr.Number(label="Steps (empty: per photo × photos)", precision=0)
+            fields["steps_per_image"] = gr.Number(label="Steps per photo", precision=0)
+            fields["checkpointing_steps"] = gr.Number(label="Checkpoint every (steps)", precision=0)
+        with gr.Row():
+            fields["learning_rate"] = gr.Dropdown(
+                [("preset", "")] + [(str(v), str(v)) for v in LEARNING_RATES], value="", label="Learning rate"
+            )
+            fields["lr_scheduler"] = gr.Dropdown(
+                [("preset", "")] + [(v, v) for v in LR_SCHEDULERS], value="", label="LR scheduler"
+            )
+            fields["rank"] = gr.Number(label="LoRA rank", precision=0)
+        with gr.Row():
+            fields["resolution"] = gr.Number(label="Resolution (px)", precision=0)
+            fields["seed"] = gr.Number(label="Seed", precision=0)
+            fields["face_crop_ratio"] = gr.Number(label="Face crop ratio (1 to 4)")
+        with gr.Row():
+            fields["face_crop"] = gr.Dropdown(
+                [("preset", ""), ("yes", "yes"), ("no", "no")], value="", label="Crop to the face"
+            )
+            fields["train_text_encoder"] = gr.Checkbox(label="Train the text encoder too")
+            fields["face_restore"] = gr.Checkbox(label="Restore faces in the photos first")
+        fields["instance_prompt"] = gr.Textbox(label="Instance prompt", placeholder="a close photo of {token} {name}")
+    return fields
+
+
+def _tune_request(values: dict[str, Any], characteristics: dict[str, str]) -> TuneRequest:
+    """The one place where the form becomes a TuneRequest: empty fields are None (the preset
+    decides), numbers become ints, the mock-run box becomes branch 'fast', and the photo set's
+    (corrected) characteristics come along for prompt templates."""
+    ints = ("max_train_steps", "steps_per_image", "checkpointing_steps", "rank", "resolution", "seed")
+    learning_rate = values["learning_rate"]
+    return TuneRequest(
+        title=(values["title"] or "").strip(),
+        name=(values["name"] or "").strip(),
+        token=(values["token"] or "").strip(),
+        model_type=values["model_type"],
+        base_tune_id=int(values["base_tune_id"]) if values["base_tune_id"] is not None else None,
+        preset=values["preset"] or None,
+        branch="fast" if values["branch"] else None,
+        learning_rate=float(learning_rate) if learning_rate else None,
+        lr_scheduler=values["lr_scheduler"] or None,
+        face_crop={"yes": True, "no": False}.get(values["face_crop"]),
+        face_crop_ratio=values["face_crop_ratio"],
+        train_text_encoder=values["train_text_encoder"] or None,
+        face_restore=values["face_restore"] or None,
+        instance_prompt=(values["instance_prompt"] or "").strip() or None,
+        characteristics=characteristics,
+        **{name: int(values[name]) if values[name] is not None else None for name in ints},
+    )
+
+
+def _model_label(model: dict) -> str:
+    note = "" if model["available"] else ", downloads on first use"
+    return f"{model['title']} ({model['family']}{note})"
+
+
+def _required(tune_id) -> int:
+    if tune_id is None:
+        raise InvalidInput("Choose a tune first.", field="tune_id")
+    return int(tune_id)
+
+
+def _photo_note(photo_set: dict | None) -> str:
+    count = len((photo_set or {}).get("ids") or [])
+    if not count:
+        return "No photos yet: upload them in the **Photos** tab; the tune is made from that set."
+    characteristics = (photo_set or {}).get("characteristics") or {}
+    described = ", ".join(f"{k}: {v}" for k, v in characteristics.items())
+    noun = "photo" if count == 1 else "photos"
+    return f"Made from the **{count} {noun}** of the Photos tab" + (f" ({described})." if described else ".")
+
+
+def _choices(studio: Studio) -> list[tuple[str, int]]:
+    return [(f"#{t['id']} {t['title']} ({t['model_type']})", t["id"]) for t in studio.list_tunes(limit=100)]
+
+
+def _listing(studio: Studio) -> str:
+    tunes = studio.list_tunes(limit=100)
+    if not tunes:
+        return "<p class='empty'>No tunes yet: upload photos, then create one here.</p>"
+    return "<div class='cards wide'>" + "".join(_tune_card(studio, tune) for tune in tunes) + "</div>"
+
+
+def _tune_card(studio: Studio, tune: dict) -> str:
+    status = tune["status"]
+    percent = round(100 * (tune["progress"] or 0))
+    progress = ""
+    if status in RUNNING:
+        left = _seconds_left(tune["eta"]) if status == "TRAINING" else None
+        timing = f" · about {_duration(left)} left" if left is not None else ""
+        progress = (
+            f"<div class='bar' role='progressbar' aria-valuenow='{percent}' aria-valuemin='0' aria-valuemax='100'>"
+            f"<div style='width:{percent}%'></div></div>"
+            f"<div class='detail progress-text'>{percent}% · {html.escape(tune['message'] or 'waiting in the queue')}"
+            f"{timing}</div>"
+        )
+    elif status in ("FAILED", "CANCELED") and tune["message"]:
+        progress = f"<div class='detail'>{html.escape(tune['message'])}</div>"
+    token = html.escape(studio.tune_token(tune["id"]), quote=True) if status == "SUCCESS" else ""
+    token_line = (
+        f"<div class='token'><code>{token}</code><button class='copy-token' data-token='{token}'>Copy</button></div>"
+        if token
+        else ""
+    )
+    return (
+        f"<div class='card' data-id='{tune['id']}' data-status='{status}'>"
+        f"<div class='title'><b>#{tune['id']} {html.escape(tune['title'])}</b>"
+        f"<span class='badge {status}'>{status}</span></div>"
+        f"<div class='detail'>{tune['model_type']} · {html.escape(tune['name'] or '')} · token "
+        f"{html.escape(tune['token'] or '')}</div>{progress}{token_line}</div>"
+    )
+
+
+def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool) -> tuple:
+    """(summary, token, download, strip, step row, step, photos, signature) for one tune; the
+    photos (thumbnails to render) only `with_photos`, else left as they are."""
+    lines = [
+        f"**#{tune['id']} {tune['title']}**: {tune['model_type']} tune of a {tune['name']}, "
+        f"token `{tune['token']}`, status **{tune['status']}**"
+        + (f" ({round(100 * (tune['progress'] or 0))}%)" if tune["status"] in RUNNING else "")
+    ]
+    if tune["message"] and tune["status"] != "SUCCESS":
+        lines.append(f"Message: {tune['message']}")
+    lines += [f"- {warning}" for warning in tune["warnings"]]
+    if tune.get("best_step") is not None:
+        lines.append(
+            f"**Best step by likeness: {tune['best_step']}** (its sample looks most like the photos; "
+            f"the active step is {tune['active_step']})."
+        )
+    samples = [
+        (str(studio.public_path(row["sample_path"])), _sample_caption(row, tune.get("best_step")))
+        for row in studio.tune_checkpoints(tune["id"])
+        if row["sample_path"]
+    ]
+    steps = [c["step"] for c in tune["checkpoints"]]
+    photos = gr.skip()
+    if with_photos:
+        photos = "<p><b>The photos it was made from</b></p>" + photo_cards(studio, studio.tune_photos(tune["id"]))
+    return (
+        "\n\n".join(lines),
+        studio.tune_token(tune["id"]) if tune["status"] == "SUCCESS" else "",
+        _download(studio, tune),
+        gr.Gallery(value=samples, visible=bool(samples)),
+        gr.Row(visible=len(steps) > 1),
+        gr.Dropdown(choices=steps, value=tune["active_step"]),
+        photos,
+        signature,
+    )
+
+
+def _sample_caption(checkpoint: dict, best: int | None) -> str:
+    """A checkpoint sample's caption: step, loss, its likeness badge (as text) and the best mark."""
+    parts = [f"step {checkpoint['step']}", f"loss {checkpoint['loss']:.3f}", describe(checkpoint["likeness"])]
+    if checkpoint["step"] == best:
+        parts.append("★ best likeness")
+    return " · ".join(part for part in parts if part)
+
+
+def _cleared() -> tuple:
+    return (
+        "",
+        "",
+        gr.DownloadButton(visible=False),
+        gr.Gallery(value=[], visible=False),
+        gr.Row(visible=False),
+        gr.Dropdown(choices=[], value=None),
+        "",
+        None,
+    )
+
+
+def _download(studio: Studio, tune: dict):
+    """The download button with a copy of the LoRA outside STUDIO_HOME (Gradio serves no file
+    from the studio's private areas), named after the tune; hidden when there is none."""
+    if tune["model_type"] != "lora" or tune["status"] != "SUCCESS":
+        return gr.DownloadButton(visible=False)
+    source = studio.lora_file(tune["id"])
+    folder = Path(tempfile.gettempdir()) / "avatar-studio-downloads" / source.stem
+    target = folder / f"{_slug(tune['title'])}-{tune['id']}.safetensors"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return gr.DownloadButton(value=str(target), visible=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40] or "lora"
+
+
+def _seconds_left(eta: str | None) -> float | None:
+    if not eta:
+        return None
+    moment = datetime.fromisoformat(eta.replace("Z", "+00:00"))
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
