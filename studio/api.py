@@ -114,7 +114,7 @@ async def body(request: Request, root: str) -> tuple[dict[str, Any], dict[str, l
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             data = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for json to read
             raise InvalidInput("The body is not valid JSON.", field="body") from None
         if not isinstance(data, dict):
             raise InvalidInput(f'The JSON body must be an object, e.g. {{"{root}": {{...}}}}.', field="body")

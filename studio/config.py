@@ -62,7 +62,9 @@ class Settings:
         share = _bool(env, "STUDIO_SHARE", False)
         auth = _auth(env.get("STUDIO_AUTH", ""))
         if share and on_space:
-            raise ConfigError("STUDIO_SHARE=1 does not work on a Hugging Face Space (it is reachable already): unset it.")
+            raise ConfigError(
+                "STUDIO_SHARE=1 does not work on a Hugging Face Space (it is reachable already): unset it."
+            )
         if share and not auth:
             raise ConfigError(
                 "STUDIO_SHARE=1 opens a public link to the studio and its photos of faces: "

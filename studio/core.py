@@ -2634,7 +2634,8 @@ def _lora_family(header: dict) -> str | None:
     for key, info in header.items():
         lowered = key.lower()
         if "attn2" in lowered and "to_k" in lowered and any(d in lowered for d in ("lora_down", "lora.down", "lora_a")):
-            return widths.get(info["shape"][-1])
+            shape = info["shape"]  # a list of ints: safetensors_header checked it
+            return widths.get(shape[-1]) if shape else None
     return None
 
 
@@ -2683,7 +2684,7 @@ def _api_characteristics(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             value = None
     if not isinstance(value, Mapping):
         raise InvalidInput(

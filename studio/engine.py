@@ -47,6 +47,13 @@ CONTROL_MODES = ("auto", "image", "canny", "openpose")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 MAX_IMAGES, MAX_STEPS, MIN_SIDE, MAX_SIDE = 8, 150, 16, 4096
 FACEID_LORA = "faceid_0"
+# Bytes per element of the safetensors dtypes (sub-byte ones, like F4, are not size-checked).
+SAFETENSORS_DTYPE_BYTES = {
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0"), 1),
+    **dict.fromkeys(("U16", "I16", "F16", "BF16"), 2),
+    **dict.fromkeys(("U32", "I32", "F32"), 4),
+    **dict.fromkeys(("U64", "I64", "F64", "C64"), 8),
+}
 
 StepCallback = Callable[[int, int], None]
 StopCheck = Callable[[], bool]
@@ -254,11 +261,20 @@ def safetensors_header(data: bytes, total_size: int | None = None, label: str = 
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        if not isinstance(info, dict) or not isinstance(info.get("data_offsets"), list):
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
             raise ValueError(f"{label}: tensor {key!r} has no data offsets")
-        start, end = info["data_offsets"]
+        shape, dtype = info.get("shape"), info.get("dtype")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise ValueError(f"{label}: tensor {key!r} has no valid shape and dtype")
+        if not isinstance(dtype, str):
+            raise ValueError(f"{label}: tensor {key!r} has no valid shape and dtype")
+        start, end = offsets
         if not 0 <= start <= end <= body:
             raise ValueError(f"{label}: tensor {key!r} points outside the file")
+        # A dtype or shape edited after saving no longer matches the bytes the tensor spans.
+        if dtype in SAFETENSORS_DTYPE_BYTES and end - start != math.prod(shape) * SAFETENSORS_DTYPE_BYTES[dtype]:
+            raise ValueError(f"{label}: tensor {key!r} does not match its shape and dtype")
     return header
 
 

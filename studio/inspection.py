@@ -140,11 +140,16 @@ def decode_photo(data: bytes, filename: str = "photo", *, max_bytes: int | None 
         # Pillow refuses it before we see its size; a PNG states it in the first 24 bytes.
         size = struct.unpack(">II", data[16:24]) if data.startswith(b"\x89PNG") and len(data) >= 24 else None
         raise InvalidInput(f"{label} {_too_many_pixels(size)}", field="file") from None
+    except _DAMAGED as error:  # a header Pillow recognised but could not read to its end
+        raise InvalidInput(_damaged(label, error), field="file") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise InvalidInput(f"{label} {_too_many_pixels((width, height))}", field="file")
     image = _load(image, label)
-    image = ImageOps.exif_transpose(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except _DAMAGED as error:  # EXIF is read only now, and it can be as broken as the rest
+        raise InvalidInput(_damaged(label, error), field="file") from None
     if min(image.size) < MIN_SIDE:
         raise InvalidInput(
             f"{label} is only {image.width}x{image.height} pixels: use photos at least "
@@ -200,11 +205,17 @@ def _load(image: Image.Image, label: str) -> Image.Image:
         image.load()
     except Image.DecompressionBombError:
         raise InvalidInput(f"{label} {_too_many_pixels(image.size)}", field="file") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
-        raise InvalidInput(
-            f"{label} is damaged or cut short ({error}): upload the original file again.", field="file"
-        ) from None
+    except _DAMAGED as error:
+        raise InvalidInput(_damaged(label, error), field="file") from None
     return image
+
+
+# What Pillow raises for a file that starts like an image but is broken further on.
+_DAMAGED = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError)
+
+
+def _damaged(label: str, error: Exception) -> str:
+    return f"{label} is damaged or cut short ({error}): upload the original file again."
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

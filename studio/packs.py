@@ -498,7 +498,7 @@ def read_document(source: str | bytes | Path | Mapping) -> Any:
         return json.loads(text)
     except FileNotFoundError:
         raise InvalidInput(f"No pack file at {source}.", field="file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InvalidInput(f"The pack file is not valid JSON: {error}.", field="file") from None
 
 

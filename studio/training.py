@@ -305,7 +305,7 @@ def _convert(name: str, value: Any) -> Any:
             return json.loads(value) if isinstance(value, str) else dict(value)
         if name == "prompts":
             return tuple(_prompt_spec(p) for p in (json.loads(value) if isinstance(value, str) else value))
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested too deep
         raise InvalidInput(f"{name} has a value the studio cannot read: {value!r}.", field=name) from None
     return value if isinstance(value, str) else str(value)
 

@@ -145,6 +145,12 @@ def test_a_queued_prompt_is_followed_after_a_reload_then_rerun(live_url, page, s
     progress.locator("[data-status=SUCCESS]").wait_for(timeout=120_000)
     again, first = studio.list_prompts()
     assert again["text"] == "a lighthouse" and again["seeds"] == first["seeds"][:1]
+    # Someone else's newer prompt does not take over this browser's page after a reload.
+    other = studio.create_prompt(DEMO_ID, {"text": "someone else's lighthouse", "num_images": 1, **SMALL})
+    page.reload()
+    page.get_by_role("tab", name="Generate").click()
+    progress.get_by_text(f"Prompt #{again['id']}").wait_for()
+    assert f"Prompt #{other['id']}" not in progress.inner_text()
 
 
 @pytest.mark.browser

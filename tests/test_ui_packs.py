@@ -121,3 +121,32 @@ def test_build_a_pack_with_the_linter_inline_then_export_it(live_url, page, stud
     page.locator("#pack-cards .pack-card.chosen", has_text="Studio test pack").wait_for()
     [template] = studio.get_pack("studio-test-pack")["prompts_per_class"]["woman"]
     assert template["params"] == {"steps": 12}
+
+
+@pytest.mark.slow
+def test_train_a_tune_from_a_pack_with_the_uploaded_photos(live_url, page, studio, tmp_path):
+    pack = studio.create_pack(PackRequest(title="FaceID headshots", classes=("woman",), model_type="faceid"))
+    small = {"num_images": 1, "steps": 3, "w": 64, "h": 64}
+    studio.add_pack_prompt(pack["id"], PackPromptRequest("woman", "headshot of {{token}} {{name}}", **small))
+    studio.start_worker()
+    images = {"a.jpg": friend("rachel"), "b.jpg": mirrored(friend("rachel"))}
+    for name, image in images.items():
+        (tmp_path / name).write_bytes(encode(image))
+    page.goto(live_url)
+    page.get_by_role("tab", name="Photos").click()
+    page.locator("#photo-upload input[type=file]").set_input_files([str(tmp_path / n) for n in images])
+    page.wait_for_function("() => document.querySelectorAll('#photo-cards .card').length === 2")
+    page.get_by_role("tab", name="Packs").click()
+    page.locator("#pack-cards .pack-card", has_text="FaceID headshots").click()
+    page.locator("#pack-summary").get_by_text("FaceID headshots").wait_for()
+    page.locator("#pack-train").get_by_text("train a new tune from this pack").click()
+    page.locator("#pack-train-note", has_text="2 photo(s)").wait_for()
+    page.locator("#pack-train-title input, #pack-train-title textarea").first.fill("Rachel from a pack")
+    page.locator("#pack-train-go").click()
+    results = page.locator("#pack-results")
+    results.locator(".badge.SUCCESS").wait_for(timeout=120_000)
+    [tune] = [t for t in studio.list_tunes() if t["title"] == "Rachel from a pack"]
+    assert tune["model_type"] == "faceid" and studio.store.get_tune(tune["id"])["pack_id"] == pack["id"]
+    [prompt] = studio.gallery(pack_id=pack["id"])
+    assert prompt["tune_id"] == tune["id"] and prompt["text"] == "headshot of ohwx woman"
+    assert "Rachel from a pack" in page.locator("#pack-run-tune input").input_value()

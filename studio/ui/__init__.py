@@ -42,7 +42,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
         # Top level, not inside a tab: a BrowserState in an unselected tab is not mounted at load.
         browser_id = gr.BrowserState(None, storage_key="avatar_studio_browser", secret="avatar-studio")
         photo_set = gr.BrowserState(EMPTY_PHOTO_SET, storage_key="avatar_studio_photos", secret="avatar-studio")
-        ctx = Context(browser_id=browser_id, photo_set=photo_set, blocks=demo)
+        last_prompt = gr.BrowserState(None, storage_key="avatar_studio_last_prompt", secret="avatar-studio")
+        ctx = Context(browser_id=browser_id, photo_set=photo_set, last_prompt=last_prompt, blocks=demo)
         gr.Markdown("# Avatar Studio")
         if studio.status()["demo_model"]:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")

@@ -53,11 +53,14 @@ class Context:
     """Components every tab may use. `browser_id` is a per-browser id kept in localStorage,
     so likes survive a reload; use `user()` to turn it (or the login name) into the like user.
     `photo_set` (a BrowserState, see EMPTY_PHOTO_SET) is this browser's uploaded photo set: the
-    Photos tab fills it and the Tunes tab trains on it, and it survives a reload. `blocks` is
-    the app itself, for tabs that refresh on page load (`blocks.load`)."""
+    Photos tab fills it and the Tunes tab trains on it, and it survives a reload. `last_prompt`
+    (a BrowserState, {"id": prompt id}) is the prompt this browser last followed in the Generate
+    tab, shown again after a reload. `blocks` is the app itself, for tabs that refresh on page
+    load (`blocks.load`)."""
 
     browser_id: Any
     photo_set: Any = None
+    last_prompt: Any = None
     blocks: Any = None
 
     @staticmethod

@@ -4,8 +4,9 @@ each image, a like button, "re-run with this seed" and download.
 
 Generation runs on the studio's job queue (one GPU queue shared with training), never in the
 event itself: Generate stores the prompt and then follows it in the database, so the page stays
-responsive, and after a reload the newest prompt is picked up again with its progress. The
-Generate event is public as `/generate` for gradio_client: it returns when the images are made.
+responsive, and after a reload the prompt this browser followed last is picked up again with its
+progress. The Generate event is public as `/generate` for gradio_client: it returns when the
+images are made.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
 from studio.ui.board import describe_params, viewer
@@ -224,12 +225,19 @@ def build(studio: Studio, ctx: Context) -> None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), running
         return *_view(studio, state, last), running
 
-    def on_load(browser_id: dict | None, request: gr.Request):
-        """After a (re)load: show the newest prompt, following it while it runs."""
-        newest = studio.list_prompts(limit=1)
-        if not newest:
-            return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
-        state = studio.prompt_progress(newest[0]["id"])
+    def on_load(last: dict | None):
+        """After a (re)load: show the prompt this browser last followed (or, in a new browser,
+        the newest one), following it while it runs."""
+        prompt_id = last.get("id") if isinstance(last, dict) else None
+        try:
+            state = studio.prompt_progress(prompt_id) if prompt_id else None
+        except NotFound:  # deleted since
+            state = None
+        if state is None:
+            newest = studio.list_prompts(limit=1)
+            if not newest:
+                return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
+            state = studio.prompt_progress(newest[0]["id"])
         return state["id"], None, *_view(studio, state, None), gr.Timer(active=state["status"] not in FINISHED)
 
     def refresh(current: int | None):
@@ -266,9 +274,11 @@ def build(studio: Studio, ctx: Context) -> None:
     like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")
     timer.tick(on_tick, [followed, shown], [shown, progress, gallery, details, timer], api_visibility="private")
     on_show(ctx, refresh, model, [model, tokens])
+    # Remembered in the browser, so a reload (or a second tab of this browser) goes back to it.
+    followed.change(lambda prompt_id: {"id": prompt_id} if prompt_id else gr.skip(), followed, ctx.last_prompt)
     ctx.blocks.load(
         on_load,
-        ctx.browser_id,
+        ctx.last_prompt,
         [followed, selected, shown, progress, gallery, details, timer],
         api_visibility="private",
         show_progress="hidden",

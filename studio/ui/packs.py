@@ -21,7 +21,7 @@ from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
 from studio.training import PRESETS
 from studio.ui import board
-from studio.ui.common import Context, guard, on_show
+from studio.ui.common import EMPTY_PHOTO_SET, Context, guard, on_show
 
 NEW = 0  # the prompt choice meaning "a new prompt"
 NONE = ""  # no preset / the scheduler's default
@@ -77,6 +77,14 @@ def build(studio: Studio, ctx: Context) -> None:
             tunes, value=tunes[0][1] if tunes else None, label="Tune", scale=3, elem_id="pack-run-tune"
         )
         run = gr.Button("Run pack", variant="primary", scale=1, min_width=120, elem_id="pack-run")
+    with gr.Accordion("…or train a new tune from this pack", open=False, elem_id="pack-train"):
+        train_note = gr.Markdown(elem_id="pack-train-note")
+        with gr.Row(equal_height=False):
+            train_title = gr.Textbox(label="Tune title", scale=2, min_width=160, elem_id="pack-train-title")
+            train_class = gr.Dropdown(list(CLASS_NAMES), value="woman", label="Class", scale=1, min_width=120)
+            train = gr.Button(
+                "Train and run the pack", variant="primary", scale=1, min_width=160, elem_id="pack-train-go"
+            )
     results = gr.HTML(
         board.render(studio, [], empty=RUN_HINT),
         css_template=board.board_css(),
@@ -231,6 +239,27 @@ def build(studio: Studio, ctx: Context) -> None:
         return show_results(pack_id, tune_id, browser_id, request)
 
     @guard
+    def on_train(pack_id: int | None, title: str, name: str, photo_set: dict | None, browser_id, request: gr.Request):
+        """Astria's tune-from-pack: the Photos tab's set becomes a tune of the pack's type and
+        base model; the pack's prompts for the class run once it is trained."""
+        photo_set = photo_set or EMPTY_PHOTO_SET
+        if not pack_id:
+            raise InvalidInput("Choose a pack first.", field="pack")
+        if not photo_set.get("ids"):
+            raise InvalidInput("Upload photos of the subject in the Photos tab first.", field="photos")
+        if not (title or "").strip():
+            raise InvalidInput("Give the new tune a title.", field="title")
+        tune = studio.tune_from_pack(
+            pack_id, None, name, title.strip(), photo_set.get("characteristics") or {}, photo_ids=list(photo_set["ids"])
+        )
+        gr.Info(
+            f"Tune '{tune['title']}' is {tune['status'].lower()}; the pack's {name} prompts run once it is trained."
+        )
+        return gr.Dropdown(choices=_tune_choices(studio), value=tune["id"]), *show_results(
+            pack_id, tune["id"], browser_id, request
+        )
+
+    @guard
     def on_heart(pack_id, tune_id, browser_id: dict | None, request: gr.Request, event: gr.EventData):
         board.heart(studio, Context.user(browser_id, request), event)
         return show_results(pack_id, tune_id, browser_id, request)
@@ -345,6 +374,14 @@ def build(studio: Studio, ctx: Context) -> None:
     remove_prompt.click(on_remove_prompt, [choice, prompt_pick], after_prompt_edit, api_visibility="private")
     import_button.click(on_import, upload, pack_view, api_visibility="private")
     export_button.click(on_export, choice, exported, api_visibility="private")
+    train.click(
+        on_train,
+        [choice, train_title, train_class, ctx.photo_set, ctx.browser_id],
+        [run_tune, results, timer],
+        api_visibility="private",
+    )
+    ctx.photo_set.change(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
+    ctx.blocks.load(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
     on_show(ctx, on_open, shown, [*pack_view, run_tune, results, timer])
 
 
@@ -355,6 +392,18 @@ CHANGEABLE = ("title", "slug", "description", "classes", "model_type", "base_tun
 CHANGEABLE += ("public", "unlisted")
 RUN_HINT = "Choose a tune: this pack's prompts for its class run on it, and their images show here."
 NO_PACK = "No packs yet: fill in the editor below and save it as a new pack, or import a pack file."
+
+
+def _train_note(photo_set: dict | None) -> tuple:
+    """What a tune from this pack would be trained on, and the class the photos were named."""
+    photo_set = photo_set or EMPTY_PHOTO_SET
+    count = len(photo_set.get("ids") or [])
+    note = (
+        f"Trains on the {count} photo(s) of the Photos tab with this pack's tune type, base model and preset."
+        if count
+        else "Upload photos of the subject in the Photos tab first; they are what the new tune learns."
+    )
+    return note, photo_set.get("name") or "woman"
 
 
 def _first_pack(studio: Studio) -> int | None:
