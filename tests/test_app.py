@@ -47,3 +47,42 @@ def test_handlers_cannot_return_private_files(studio):
                 client.predict(target, api_name="/leak")
     finally:
         stop()
+
+
+def test_traversal_out_of_the_public_area_is_refused(server, studio):
+    public = studio.files.path(studio.files.put(b"\x89PNG fake", "outputs", ".png"))
+    photo = studio.files.path(studio.files.put(b"\x89PNG private", "photos", ".png"))
+    up = "/".join([".."] * len(public.relative_to(studio.home).parts[:-1]))
+    attempts = [
+        f"{public.parent}/../photos/{photo.name}",
+        f"{public.parent}/{up}/db/studio.db",
+        f"{public.parent}/%2e%2e/photos/{photo.name}",
+        f"{public.parent}/..%2f..%2fdb%2fstudio.db",
+        f"{public.parent}/{'../' * 12}etc/passwd",
+    ]
+    for target in attempts:
+        response = httpx.get(f"{server}/gradio_api/file={target}")
+        assert response.status_code in (400, 403, 404), target
+        assert b"private" not in response.content and b"SQLite" not in response.content and b"root:" not in response.content
+
+
+def test_studio_auth_puts_the_ui_behind_a_login(tmp_path, demo_model_dir):
+    from app import create_app
+    from conftest import serve
+    from studio.config import Settings
+    from studio.core import Studio
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "demo").symlink_to(demo_model_dir, target_is_directory=True)
+    studio = Studio.open(Settings(home=home, auth=(("ann", "s3cret"),)))
+    url, stop = serve(create_app(studio))
+    try:
+        assert "Demo model" not in httpx.get(f"{url}/config").text  # the app's config needs a login
+        with httpx.Client(base_url=url) as client:
+            assert client.post("/login", data={"username": "ann", "password": "wrong"}).status_code == 400
+            assert client.post("/login", data={"username": "ann", "password": "s3cret"}).status_code == 200
+            assert "Demo model" in client.get("/config").text
+    finally:
+        stop()
+        studio.close()
