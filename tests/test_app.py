@@ -63,7 +63,11 @@ def test_traversal_out_of_the_public_area_is_refused(server, studio):
     for target in attempts:
         response = httpx.get(f"{server}/gradio_api/file={target}")
         assert response.status_code in (400, 403, 404), target
-        assert b"private" not in response.content and b"SQLite" not in response.content and b"root:" not in response.content
+        assert (
+            b"private" not in response.content
+            and b"SQLite" not in response.content
+            and b"root:" not in response.content
+        )
 
 
 def test_studio_auth_puts_the_ui_behind_a_login(tmp_path, demo_model_dir):
