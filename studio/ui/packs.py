@@ -302,28 +302,14 @@ def build(studio: Studio, ctx: Context) -> None:
             saved = studio.edit_pack_prompt(pack_prompt_id, prompt_request(values))
         else:
             saved = studio.add_pack_prompt(pack_id, prompt_request(values))
-        pack = studio.get_pack(pack_id)
-        return (
-            _cards(studio, pack_id),
-            _summary(studio, pack),
-            _prompt_list(pack),
-            *_prompt_editor(studio, pack, saved["id"]),
-            _lint_html(studio, pack_id),
-        )
+        return _after_prompt_edit(studio, pack_id, saved["id"])
 
     @guard
     def on_remove_prompt(pack_id: int | None, pack_prompt_id: int | None):
         if not pack_id or not pack_prompt_id:
             raise InvalidInput("Choose the prompt to remove.", field="pack_prompt_id")
         studio.remove_pack_prompt(pack_prompt_id)
-        pack = studio.get_pack(pack_id)
-        return (
-            _cards(studio, pack_id),
-            _summary(studio, pack),
-            _prompt_list(pack),
-            *_prompt_editor(studio, pack, NEW),
-            _lint_html(studio, pack_id),
-        )
+        return _after_prompt_edit(studio, pack_id, NEW)
 
     @guard
     def on_import(path: str | None):
@@ -392,6 +378,19 @@ CHANGEABLE = ("title", "slug", "description", "classes", "model_type", "base_tun
 CHANGEABLE += ("public", "unlisted")
 RUN_HINT = "Choose a tune: this pack's prompts for its class run on it, and their images show here."
 NO_PACK = "No packs yet: fill in the editor below and save it as a new pack, or import a pack file."
+
+
+def _after_prompt_edit(studio: Studio, pack_id: int, pack_prompt_id: int) -> tuple:
+    """The cards, summary, prompt list, prompt editor (on `pack_prompt_id`) and lint results
+    once one of the pack's prompts changed."""
+    pack = studio.get_pack(pack_id)
+    return (
+        _cards(studio, pack_id),
+        _summary(studio, pack),
+        _prompt_list(pack),
+        *_prompt_editor(studio, pack, pack_prompt_id),
+        _lint_html(studio, pack_id),
+    )
 
 
 def _train_note(photo_set: dict | None) -> tuple:
