@@ -26,8 +26,10 @@ def test_nothing_is_available_without_weights(tmp_path):
     status = report(open_postprocessors(tmp_path))
     assert set(status) == {"super_resolution", "face_correct", "face_swap"}
     assert not any(entry["available"] for entry in status.values())
-    assert str(tmp_path) in status["super_resolution"]["missing"]
     assert "RealESRGAN_x4plus" in status["super_resolution"]["missing"]
+    assert str(tmp_path) not in status["super_resolution"]["missing"]  # API clients read these: no server paths
+    home = tmp_path / "models" / "postprocess"
+    assert "models/postprocess/ under STUDIO_HOME" in report(open_postprocessors(home))["face_swap"]["missing"]
 
 
 @pytest.mark.parametrize("scale", [4, 2])
@@ -56,4 +58,6 @@ def test_the_engine_runs_an_available_plug_in_and_warns_about_the_others(demo_mo
     assert "Size: 128x128" in upscaled.parameters
     (kept,) = engine.generate(dataclasses.replace(request, super_resolution=False, face_swap=True))
     assert kept.image.size == (32, 32)
-    assert kept.warnings == (f"Face swap was skipped: put inswapper_128.onnx in {tmp_path}.",)
+    assert kept.warnings == (
+        "Face swap was skipped: put inswapper_128.onnx in the studio's models/postprocess/ folder under STUDIO_HOME.",
+    )
