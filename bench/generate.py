@@ -28,62 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from studio.demo_model import build_tokenizer, ensure_demo_model  # noqa: E402
+from gpu import MODELS, build_model  # noqa: E402  (bench/gpu.py: real architectures, random weights)
+
+from studio.demo_model import ensure_demo_model  # noqa: E402
 from studio.engine import Engine, GenerateRequest, make_scheduler  # noqa: E402
-
-
-def build_mid_model(folder: Path) -> Path:
-    """An SD-1.5-shaped pipeline with random weights (fp16 on disk), saved with save_pretrained."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer(folder / "_tokenizer_src")
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_act="quick_gelu",
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
-    shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)
-    return folder
 
 
 def write_lora(pipe, path: Path, *, seed: int, rank: int = 8) -> Path:
@@ -200,7 +148,7 @@ def main() -> None:
         report("demo", engine, request, root / "demo-loras", args.reps)
         if not args.skip_mid:
             started = time.perf_counter()
-            mid = build_mid_model(root / "mid")
+            mid = build_model(MODELS["sd15"], root / "mid", "cpu")
             print(f"mid: built an SD-1.5-shaped model in {time.perf_counter() - started:.0f} s")
             request = GenerateRequest(
                 model=str(mid), width=args.mid_size, height=args.mid_size, num_inference_steps=args.mid_steps, **common

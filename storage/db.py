@@ -445,6 +445,14 @@ def m065_prompt_runs(db: Database) -> None:
     )
 
 
+@migrations()
+def m070_checkpoint_resume_state(db: Database) -> None:
+    """A training killed or restarted goes on from its latest checkpoint instead of step 0: each
+    intermediate checkpoint keeps the file it resumes from (optimizer, LR schedule, noise
+    generator). The file only serves an unfinished training and is dropped when it ends."""
+    db.execute("ALTER TABLE checkpoints ADD COLUMN resume_path TEXT")
+
+
 def now() -> str:
     """UTC timestamp as ISO 8601 with a Z, the form Astria's API returns."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -1165,13 +1173,22 @@ class Store:
     def update_checkpoint(self, checkpoint_id: int, **fields: Any) -> None:
         self._update("checkpoints", checkpoint_id, fields, touch=False)
 
-    def clear_checkpoints(self, tune_id: int) -> list[str]:
-        """Forget a tune's checkpoints (before it trains again); returns the file paths that no
-        row refers to any more, for the caller to delete."""
+    def clear_checkpoints(self, tune_id: int, *, after_step: int = 0) -> list[str]:
+        """Forget a tune's checkpoints after `after_step` (all by default: before it trains
+        again; those a resumed training will write again otherwise); returns the file paths that
+        no row refers to any more, for the caller to delete."""
+        with self._write_transaction():
+            rows = [r for r in self.tune_checkpoints(tune_id) if r["step"] > after_step]
+            self.db.execute("DELETE FROM checkpoints WHERE tune_id = ? AND step > ?", [tune_id, after_step])
+            return self.unreferenced([p for r in rows for p in _checkpoint_paths(r)])
+
+    def drop_resume_states(self, tune_id: int) -> list[str]:
+        """Forget the resume states of a tune's checkpoints (its training ended, so nothing will
+        resume from them); returns the file paths no row refers to any more, to delete."""
         with self._write_transaction():
             rows = self.tune_checkpoints(tune_id)
-            self.db.execute("DELETE FROM checkpoints WHERE tune_id = ?", [tune_id])
-            return self.unreferenced([p for r in rows for p in (r["weights_path"], r["sample_path"]) if p])
+            self.db.execute("UPDATE checkpoints SET resume_path = NULL WHERE tune_id = ?", [tune_id])
+            return self.unreferenced([r["resume_path"] for r in rows if r["resume_path"]])
 
     def purge_tune(self, tune_id: int) -> list[str]:
         """Delete a tune with everything that is only its own: prompts, images, likes,
@@ -1181,7 +1198,7 @@ class Store:
             tune = self.get_tune(tune_id) or {}
             photos = self.tune_photos(tune_id)
             paths = self.tune_files(tune_id) + [tune.get("kohya_path")]
-            paths += [p for r in self.tune_checkpoints(tune_id) for p in (r["weights_path"], r["sample_path"])]
+            paths += [p for r in self.tune_checkpoints(tune_id) for p in _checkpoint_paths(r)]
             paths += [p for photo in photos for p in [photo["path"], *_stored_paths(photo.get("inspection"))]]
             paths += [
                 p for prompt in self.list_prompts(tune_id=tune_id, limit=-1) for p in _stored_paths(prompt["params"])
@@ -1352,6 +1369,7 @@ _PATH_COLUMNS = (
     ("tunes", "embedding_path"),
     ("checkpoints", "weights_path"),
     ("checkpoints", "sample_path"),
+    ("checkpoints", "resume_path"),
     ("photos", "path"),
     ("packs", "cover_path"),
     ("pack_prompts", "image_path"),
@@ -1365,6 +1383,11 @@ _JOB_SUBJECTS = {
     "generate": ("prompts", "started_at", "completed_at"),
 }
 _STORED_PATH = re.compile(r"^[a-z]+/[0-9a-f]{2}/[0-9a-f]{64}\.[a-z]+$")
+
+
+def _checkpoint_paths(row: dict) -> list[str]:
+    """The file-store paths a checkpoint row names: weights, sample, resume state."""
+    return [p for p in (row["weights_path"], row["sample_path"], row.get("resume_path")) if p]
 
 
 def _stored_paths(value: Any) -> list[str]:

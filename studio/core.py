@@ -56,8 +56,12 @@ from studio.prompts import (
 from studio.training import (
     BRANCH_FAMILY,
     KOHYA_NAME,
+    RESUME_NAME,
+    WEIGHTS_NAME,
     Checkpoint,
     PromptSpec,
+    ResumeStateError,
+    TrainedLora,
     TrainingStopped,
     TrainSettings,
     TuneRequest,
@@ -1266,11 +1270,14 @@ class Studio:
             self._prompt_finished(job["subject_id"])
 
     def _tune_finished(self, tune_id: int) -> None:
-        """A tune reached SUCCESS, FAILED or CANCELED: its waiting prompts are queued (or end
-        with it) and its callback is posted."""
+        """A tune reached SUCCESS, FAILED or CANCELED: its checkpoints' resume states are dropped,
+        its waiting prompts are queued (or end with it) and its callback is posted."""
         tune = self.store.get_tune(tune_id)
         if tune is None:
             return
+        # Resume states only serve an unfinished training; they are a few times the LoRA's size.
+        for path in self.store.drop_resume_states(tune_id):
+            self.files.delete(path)
         for prompt in self.store.waiting_prompts(tune_id):
             if tune["status"] != SUCCESS:
                 self._fail_waiting_prompt(prompt["id"], tune)
@@ -1722,10 +1729,7 @@ class Studio:
         settings = TrainSettings.from_json(args["training"])
         base = self._prompt_base(tune)
         images = self._training_images(tune, settings)
-        # 2. Forget the checkpoints of an interrupted earlier attempt; free the engine's model.
-        for path in self.store.clear_checkpoints(tune["id"]):
-            self.files.delete(path)
-        if self._engine is not None:
+        if self._engine is not None:  # free the engine's model for the training
             self._engine.unload()
 
         def keep(checkpoint: Checkpoint) -> None:
@@ -1735,14 +1739,13 @@ class Studio:
                     "step": checkpoint.step,
                     "weights_path": self.files.put_file(checkpoint.weights, "weights"),
                     "sample_path": self.files.put_file(checkpoint.sample, "samples") if checkpoint.sample else None,
+                    "resume_path": self.files.put_file(checkpoint.resume, "weights") if checkpoint.resume else None,
                     "loss": checkpoint.loss,
                 }
             )
 
-        # 3. Train in a scratch folder; keep the final weights and the kohya copy.
-        scratch = self.files.scratch_dir()
-        try:
-            result = train_lora(
+        def train(resume_from: Path | None) -> TrainedLora:
+            return train_lora(
                 self.model_path(base),
                 base["family"],
                 images,
@@ -1754,7 +1757,24 @@ class Studio:
                 on_step=context.on_step,
                 should_stop=context.should_stop,
                 on_checkpoint=keep,
+                resume_from=resume_from,
             )
+
+        scratch = self.files.scratch_dir()
+        try:
+            # 2. An earlier attempt that was killed or stopped goes on from its latest checkpoint
+            #    (losing at most `checkpointing_steps` steps); without one, its checkpoints go.
+            resume_from = self._resume_folder(tune["id"], scratch)
+            if resume_from is None:
+                self._forget_checkpoints(tune["id"])
+            # 3. Train in the scratch folder (from scratch when the checkpoint turns out damaged);
+            #    keep the final weights and the kohya copy.
+            try:
+                result = train(resume_from)
+            except ResumeStateError as error:
+                log.warning("tune %s: the training starts again from step 0: %s", tune["id"], error)
+                self._forget_checkpoints(tune["id"])
+                result = train(None)
             self.store.update_tune(
                 tune["id"],
                 weights_path=self.files.put_file(result.weights, "weights"),
@@ -1771,6 +1791,31 @@ class Studio:
             self.score_checkpoints(tune["id"])
         except Unavailable as error:
             log.warning("tune %s: checkpoints not scored for likeness: %s", tune["id"], error.message)
+
+    def _resume_folder(self, tune_id: int, scratch: Path) -> Path | None:
+        """Where an interrupted training of the tune goes on from: its latest checkpoint stored
+        with a resume state, the two files copied into `scratch` as `train_lora(resume_from=)`
+        reads them. Earlier checkpoints stay in the strip; later ones (the final weights of a
+        run killed while finishing) are forgotten. None when there is none or a file is gone."""
+        rows = [row for row in self.store.tune_checkpoints(tune_id) if row["resume_path"]]
+        if not rows:
+            return None
+        latest = rows[-1]
+        folder = scratch / f"resume-{latest['step']}"
+        try:
+            folder.mkdir()
+            shutil.copyfile(self.files.path(latest["weights_path"]), folder / WEIGHTS_NAME)
+            shutil.copyfile(self.files.path(latest["resume_path"]), folder / RESUME_NAME)
+        except OSError as error:
+            log.warning("tune %s: the training starts again from step 0: its checkpoint is gone: %s", tune_id, error)
+            return None
+        self._forget_checkpoints(tune_id, after_step=latest["step"])
+        log.info("tune %s: resuming the interrupted training from its checkpoint at step %s", tune_id, latest["step"])
+        return folder
+
+    def _forget_checkpoints(self, tune_id: int, *, after_step: int = 0) -> None:
+        for path in self.store.clear_checkpoints(tune_id, after_step=after_step):
+            self.files.delete(path)
 
     def _training_images(self, tune: dict, settings: TrainSettings) -> list:
         """The tune's photos as PIL images: face-corrected when it asked for `face_restore` and

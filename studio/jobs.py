@@ -58,17 +58,21 @@ class JobContext:
         self._stopping = stopping or threading.Event()
         self._started = time.monotonic()
         self._last_write = 0.0
+        self._steps_before: int | None = None  # steps done before this run (a resumed training)
 
     def on_step(self, step: int, total: int, message: str | None = None) -> None:
-        """Record that `step` of `total` is done (1-based), with an ETA from the pace so far.
+        """Record that `step` of `total` is done (1-based), with an ETA from the pace so far (a
+        run that starts past step 1, resumed from a checkpoint, is paced from its first step).
         Writes are throttled to one per PROGRESS_INTERVAL, except the first and last step."""
         now = time.monotonic()
+        if self._steps_before is None:
+            self._steps_before = step - 1
         if 1 < step < total and now - self._last_write < PROGRESS_INTERVAL:
             return
         self._last_write = now
         eta = None
         if 0 < step <= total:
-            remaining = (now - self._started) / step * (total - step)
+            remaining = (now - self._started) / max(1, step - self._steps_before) * (total - step)
             eta = (datetime.now(UTC) + timedelta(seconds=remaining)).isoformat(timespec="seconds")
             eta = eta.replace("+00:00", "Z")
         self.store.job_progress(

@@ -5,9 +5,11 @@
   `TrainSettings` (defaults < preset < mock-mode limits < the request's own values).
 - `train_lora` trains a LoRA on a base model's UNet (optionally its text encoder(s)) and writes
   it in diffusers format with `modelspec.*` / `ss_*` metadata, a kohya/A1111 copy, and
-  intermediate checkpoints with a sample image each. It takes explicit arguments (model folder,
-  family, images, settings, output folder, callbacks) and never reads the studio's config, so
-  the job worker, a benchmark or a distributed runner can call it alike.
+  intermediate checkpoints with a sample image each, and the state to resume from each
+  intermediate checkpoint (`resume_from`), so a killed training loses at most
+  `checkpointing_steps` steps. It takes explicit arguments (model folder, family, images,
+  settings, output folder, callbacks) and never reads the studio's config, so the job worker,
+  a benchmark or a distributed runner can call it alike.
 - `reference_embedding` is a FaceID tune's identity: the mean of unit face embeddings.
 
 torch, diffusers and peft are imported inside the functions that need them.
@@ -161,12 +163,14 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One saved step: diffusers-format weights and its sample image (PNG)."""
+    """One saved step: diffusers-format weights, its sample image (PNG) and, for intermediate
+    steps, the state `train_lora(resume_from=...)` continues from (`RESUME_NAME`)."""
 
     step: int
     weights: Path
     sample: Path | None
     loss: float
+    resume: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,12 @@ class StepCallback(Protocol):
 
 class TrainingStopped(Exception):
     """`should_stop()` answered True; nothing was written for the unfinished run."""
+
+
+class ResumeStateError(ValueError):
+    """A checkpoint cannot be resumed from: its weights or resume state are missing or damaged,
+    or were written by a run with other settings. Raised before any step is trained; the
+    caller trains from scratch instead."""
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -459,6 +469,11 @@ _ARCHITECTURE = {"sd15": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-
 _SS_BASE_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_NAME = "lora_kohya.safetensors"
+#: Beside an intermediate checkpoint's weights: optimizer moments and the noise generator's
+#: state as tensors, the rest (step, LR schedule, image order, recent losses) as JSON metadata.
+RESUME_NAME = "resume_state.safetensors"
+_RESUME_VERSION = 1
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 
 def train_lora(
@@ -474,6 +489,7 @@ def train_lora(
     on_step: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    resume_from: Path | None = None,
 ) -> TrainedLora:
     """Train a DreamBooth LoRA on `model` (a diffusers folder, hub id, or single `.safetensors`
     checkpoint of `family` 'sd15' or 'sdxl') from PIL `images`, into `output_dir`.
@@ -482,7 +498,16 @@ def train_lora(
     `on_step(step, total)` follows every optimiser step; `should_stop()` is checked after each
     and raises TrainingStopped when it answers True. `on_checkpoint` gets every checkpoint as
     soon as it is written, the final one (step == max_train_steps) included. Returns the final
-    weights (diffusers format, `WEIGHTS_NAME`) and their kohya/A1111 copy (`KOHYA_NAME`)."""
+    weights (diffusers format, `WEIGHTS_NAME`) and their kohya/A1111 copy (`KOHYA_NAME`).
+
+    `resume_from` is an intermediate checkpoint's folder (`WEIGHTS_NAME` and `RESUME_NAME`) of
+    a run with the same settings: its LoRA weights, optimizer, LR schedule, image order and
+    noise generator are restored and training goes on at its step + 1 (`on_step` and the
+    checkpoints start there; the result lists only the checkpoints written by this call). The
+    resumed run draws the same noise, timesteps and images as an uninterrupted one, so it ends
+    with the same weights on the same machine and precision (bit for bit on CPU; on CUDA as
+    reproducible as its kernels). ResumeStateError, before the base model loads where it can
+    tell, when the checkpoint is missing, damaged or from other settings."""
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
@@ -490,11 +515,13 @@ def train_lora(
     from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
-    # 1. Check inputs and choose the device and precision.
+    # 1. Check inputs (a checkpoint to resume from is read and checked whole), choose the device
+    #    and precision.
     if family not in _ARCHITECTURE:
         raise InvalidInput(f"LoRA training supports the families sd15 and sdxl, not {family!r}.", field="base_tune_id")
     if not images:
         raise InvalidInput("Training needs at least one photo.", field="images")
+    resume = _read_resume_state(Path(resume_from), settings) if resume_from is not None else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device, weight_dtype = _device_and_dtype(device, settings.mixed_precision)
@@ -539,7 +566,8 @@ def train_lora(
         with torch.no_grad(), autocast:
             cached = _encode_prompt(pipe, family, settings.instance_prompt, device)
 
-    # 4. Optimiser, learning-rate schedule and training noise schedule.
+    # 4. Optimiser, learning-rate schedule and training noise schedule; a resumed run restores
+    #    them, the LoRA weights, the image order and the noise generator from its checkpoint.
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     lr_schedule = get_scheduler(
         settings.lr_scheduler,
@@ -551,15 +579,20 @@ def train_lora(
     scaler = torch.amp.GradScaler(device.type, enabled=weight_dtype == torch.float16)
     width, height = settings.size
     time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=weight_dtype)
+    order: list[int] = []
+    losses: list = []  # detached loss tensors: reading each as a float would sync a GPU every step
+    start = 0
+    if resume is not None:
+        order, losses = _apply_resume_state(resume, trained, optimizer, lr_schedule, scaler, generator, device)
+        start = resume.step
+        log.info("resuming the training from its checkpoint at step %s of %s", start, settings.max_train_steps)
 
     # 5. Train: sample a batch from the cached latents, add noise at random timesteps, predict
     #    it, step. Images are visited in shuffled rounds, so each is seen equally often.
-    order: list[int] = []
     checkpoints: list[Checkpoint] = []
-    losses: list = []  # detached loss tensors: reading each as a float would sync a GPU every step
     pipe.unet.train()
     started = time.perf_counter()
-    for step in range(1, settings.max_train_steps + 1):
+    for step in range(start + 1, settings.max_train_steps + 1):
         while len(order) < settings.train_batch_size:
             order += torch.randperm(len(latent_mean), generator=generator).tolist()
         batch, order = order[: settings.train_batch_size], order[settings.train_batch_size :]
@@ -612,13 +645,26 @@ def train_lora(
                 num_images=len(images),
                 step=step,
             )
-            weights = _save_lora(pipe, trained, folder / WEIGHTS_NAME, meta)
+            weights = _save_lora(trained, folder / WEIGHTS_NAME, meta)
             sample = _sample(pipe, settings, folder / "sample.png", autocast) if settings.sample_steps else None
-            checkpoint = Checkpoint(step=step, weights=weights, sample=sample, loss=recent)
+            resume_state = None
+            if not last:
+                resume_state = _save_resume_state(
+                    folder / RESUME_NAME,
+                    step=step,
+                    settings=settings,
+                    optimizer=optimizer,
+                    lr_schedule=lr_schedule,
+                    scaler=scaler,
+                    generator=generator,
+                    order=order,
+                    recent_losses=[float(v) for v in losses[-settings.checkpointing_steps :]],
+                )
+            checkpoint = Checkpoint(step=step, weights=weights, sample=sample, loss=recent, resume=resume_state)
             checkpoints.append(checkpoint)
             if on_checkpoint is not None:
                 on_checkpoint(checkpoint)
-    seconds_per_step = (time.perf_counter() - started) / settings.max_train_steps
+    seconds_per_step = (time.perf_counter() - started) / (settings.max_train_steps - start)
 
     # 7. The kohya/A1111 copy of the final weights.
     kohya = export_kohya(checkpoints[-1].weights, output_dir / KOHYA_NAME, family=family)
@@ -711,18 +757,13 @@ def _encode_prompt(pipe, family: str, prompt: str, device):
     return torch.cat(hidden, dim=-1), pooled
 
 
-def _save_lora(pipe, trained: list, path: Path, metadata: dict[str, str]) -> Path:
+def _save_lora(trained: list, path: Path, metadata: dict[str, str]) -> Path:
     """Write the adapters in diffusers format (`unet.…lora.down.weight`, as `save_lora_weights`
     does) with `metadata`, its `modelspec.hash_sha256` computed over the tensors."""
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    names = ["unet", "text_encoder", "text_encoder_2"]
-    tensors, adapter_config = {}, {}
-    for name, module in zip(names, [pipe.unet, *trained[1:]]):
-        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
-        tensors.update({f"{name}.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()})
+    tensors, adapter_config = _lora_tensors(trained), {}
+    for name, module in zip(_COMPONENTS, trained):
         config = module.peft_config["default"].to_dict()
         adapter_config.update({f"{name}.{k}": sorted(v) if isinstance(v, set) else v for k, v in config.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -730,6 +771,131 @@ def _save_lora(pipe, trained: list, path: Path, metadata: dict[str, str]) -> Pat
     meta["lora_adapter_metadata"] = json.dumps(adapter_config, sort_keys=True, default=str)
     save_file(tensors, str(path), metadata={"format": "pt", **meta})
     return path
+
+
+def _lora_tensors(trained: list) -> dict[str, Any]:
+    """The adapters of the trained modules (UNet, then text encoders) in diffusers format
+    (`unet.…lora.down.weight`), as CPU tensors."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    tensors = {}
+    for name, module in zip(_COMPONENTS, trained):
+        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+        tensors.update({f"{name}.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()})
+    return tensors
+
+
+@dataclass(frozen=True)
+class _ResumeState:
+    """A checkpoint read back for `train_lora(resume_from=...)`, its hashes checked."""
+
+    step: int
+    lora: dict[str, Any]  # diffusers-format LoRA tensors, as `_lora_tensors` gives them
+    lora_hash: str
+    tensors: dict[str, Any]  # "optimizer.<param index>.<name>" and "generator"
+    info: dict[str, Any]  # the JSON part: param groups, LR schedule, grad scaler, order, losses
+
+
+def _save_resume_state(
+    path: Path,
+    *,
+    step: int,
+    settings: TrainSettings,
+    optimizer,
+    lr_schedule,
+    scaler,
+    generator,
+    order: list[int],
+    recent_losses: list[float],
+) -> Path:
+    """Write what resuming after `step` needs beside the checkpoint's weights: the optimizer's
+    tensors and the noise generator's state as safetensors, and the rest as JSON metadata with
+    a hash of the tensors (pickles are never written or read)."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors = {"generator": generator.get_state()}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            tensors[f"optimizer.{index}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+    info = {
+        "version": _RESUME_VERSION,
+        "step": step,
+        "settings": settings.to_json(),
+        "param_groups": state["param_groups"],
+        "lr_scheduler": lr_schedule.state_dict(),
+        "grad_scaler": scaler.state_dict(),
+        "order": order,
+        "recent_losses": recent_losses,
+    }
+    metadata = {"studio.resume": json.dumps(info), "studio.resume_sha256": _tensor_hash(tensors)}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def _read_resume_state(folder: Path, settings: TrainSettings) -> _ResumeState:
+    """The checkpoint in `folder`, read whole and checked against the hashes it was saved with
+    and against `settings`; ResumeStateError saying what is wrong otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    def load(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+        with safe_open(str(path), framework="pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})  # noqa: SIM118
+
+    try:
+        lora, lora_meta = load(folder / WEIGHTS_NAME)
+        tensors, meta = load(folder / RESUME_NAME)
+        info = json.loads(meta["studio.resume"])
+        step = int(info["step"])
+        if _tensor_hash(lora) != lora_meta["modelspec.hash_sha256"]:
+            raise ResumeStateError(f"the LoRA weights in {folder} are damaged (their hash differs)")
+        if _tensor_hash(tensors) != meta["studio.resume_sha256"]:
+            raise ResumeStateError(f"the resume state in {folder} is damaged (its hash differs)")
+        if info["version"] != _RESUME_VERSION or TrainSettings.from_json(info["settings"]) != settings:
+            raise ResumeStateError(f"the checkpoint in {folder} was written by a run with other settings")
+        if not 0 < step < settings.max_train_steps or lora_meta.get("ss_steps") != str(step):
+            raise ResumeStateError(f"the checkpoint in {folder} is not an intermediate step of this run")
+    except ResumeStateError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise ResumeStateError(f"the checkpoint in {folder} cannot be read: {error}") from None
+    return _ResumeState(step, lora, lora_meta["modelspec.hash_sha256"], tensors, info)
+
+
+def _apply_resume_state(state: _ResumeState, trained: list, optimizer, lr_schedule, scaler, generator, device):
+    """Load a checked checkpoint into the run: the LoRA weights into the peft adapters, then
+    the optimizer, LR schedule, grad scaler and noise generator. Returns the image order and
+    the recent losses (tensors on `device`) to go on with. ResumeStateError when it does not fit."""
+    import torch
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    info = state.info
+    try:
+        for name, module in zip(_COMPONENTS, trained):
+            # The diffusers names are peft's renamed; renaming the names themselves inverts that.
+            to_peft = convert_state_dict_to_diffusers({key: key for key in get_peft_model_state_dict(module)})
+            set_peft_model_state_dict(module, {peft: state.lora[f"{name}.{key}"] for key, peft in to_peft.items()})
+        if _tensor_hash(_lora_tensors(trained)) != state.lora_hash:
+            raise ResumeStateError("the checkpoint's LoRA weights do not fit the adapters being trained")
+        moments: dict[int, dict[str, Any]] = {}
+        for key, tensor in state.tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                moments.setdefault(int(index), {})[name] = tensor
+        groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in info["param_groups"]]
+        optimizer.load_state_dict({"state": moments, "param_groups": groups})
+        lr_schedule.load_state_dict(info["lr_scheduler"])
+        if scaler.is_enabled() and info["grad_scaler"]:  # saved without fp16: the scale starts afresh
+            scaler.load_state_dict(info["grad_scaler"])
+        generator.set_state(state.tensors["generator"])
+    except ResumeStateError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise ResumeStateError(f"the checkpoint does not fit this run: {error}") from None
+    losses = [torch.tensor(value, dtype=torch.float32, device=device) for value in info["recent_losses"]]
+    return [int(i) for i in info["order"]], losses
 
 
 def _sample(pipe, settings: TrainSettings, path: Path, autocast) -> Path:

@@ -1,5 +1,7 @@
 """LoRA training with peft on the demo model, its files and metadata, and tune requests."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,9 @@ from studio.errors import InvalidInput
 from studio.training import (
     KOHYA_NAME,
     PRESETS,
+    RESUME_NAME,
+    WEIGHTS_NAME,
+    ResumeStateError,
     TrainingStopped,
     TrainSettings,
     TuneRequest,
@@ -98,6 +103,8 @@ def test_training_reports_every_step_and_writes_checkpoints(trained):
     for checkpoint in checkpoints:
         assert checkpoint.weights.exists() and np.isfinite(checkpoint.loss)
         assert Image.open(checkpoint.sample).size == (64, 64)
+    assert checkpoints[0].resume == checkpoints[0].weights.parent / RESUME_NAME and checkpoints[0].resume.is_file()
+    assert checkpoints[-1].resume is None  # nothing resumes after the last step
 
 
 def test_lora_changes_the_output_and_weight_zero_gives_the_base(trained, pipe):
@@ -424,3 +431,122 @@ def test_reference_embedding_is_the_unit_mean_of_unit_embeddings():
     np.testing.assert_allclose(reference, [2**-0.5, 2**-0.5, 0.0], atol=1e-6)
     with pytest.raises(ValueError):
         reference_embedding([])
+
+
+# -- resuming from a checkpoint --------------------------------------------------------------
+
+
+def _hash(weights):
+    return read_metadata(weights)["modelspec.hash_sha256"]
+
+
+def test_a_stopped_training_resumes_from_its_checkpoint_to_the_same_weights(trained, demo_model_dir, tmp_path):
+    """Stopped at step 4, after the checkpoint at step 3, then resumed from that checkpoint:
+    steps 4 to 6 run again and the weights equal those of the uninterrupted run."""
+    steps = []
+    with pytest.raises(TrainingStopped, match="step 4 of 6"):
+        train_lora(
+            demo_model_dir,
+            "sd15",
+            _photos(),
+            SETTINGS,
+            tmp_path / "stopped",
+            title="Jane test",
+            trigger="ohwx",
+            on_step=lambda step, total: steps.append(step),
+            should_stop=lambda: steps[-1] == 4,
+        )
+    resumed_steps = []
+    result = train_lora(
+        demo_model_dir,
+        "sd15",
+        _photos(),
+        SETTINGS,
+        tmp_path / "resumed",
+        title="Jane test",
+        trigger="ohwx",
+        on_step=lambda step, total: resumed_steps.append((step, total)),
+        resume_from=tmp_path / "stopped" / "checkpoint-3",
+    )
+    assert resumed_steps == [(4, 6), (5, 6), (6, 6)]
+    assert [c.step for c in result.checkpoints] == [6]
+    uninterrupted = trained[0]
+    assert _hash(result.weights) == _hash(uninterrupted.weights)  # the same tensors, bit for bit
+    assert result.loss == uninterrupted.loss  # the recent losses were saved with the checkpoint
+
+
+def test_text_encoder_adapters_and_a_warm_up_schedule_resume_too(demo_model_dir, tmp_path):
+    changes = {
+        "train_text_encoder": True,
+        "max_train_steps": 4,
+        "checkpointing_steps": 2,
+        "sample_steps": 0,
+        "lr_scheduler": "cosine",
+        "lr_warmup_steps": 1,
+    }
+    settings = TrainSettings(**{**SETTINGS.to_json(), **changes})
+    full = train_lora(demo_model_dir, "sd15", _photos(3), settings, tmp_path / "full", title="te", trigger="ohwx")
+    resumed = train_lora(
+        demo_model_dir,
+        "sd15",
+        _photos(3),
+        settings,
+        tmp_path / "resumed",
+        title="te",
+        trigger="ohwx",
+        resume_from=tmp_path / "full" / "checkpoint-2",
+    )
+    assert [c.step for c in resumed.checkpoints] == [4]
+    assert _hash(resumed.weights) == _hash(full.weights)
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda folder: (folder / RESUME_NAME).unlink(), "cannot be read"),
+        (
+            lambda folder: (folder / RESUME_NAME).write_bytes((folder / RESUME_NAME).read_bytes()[:-64]),
+            "cannot be read",
+        ),
+        (lambda folder: _flip_last_byte(folder / RESUME_NAME), "resume state .* is damaged"),
+        (lambda folder: _flip_last_byte(folder / WEIGHTS_NAME), "LoRA weights .* are damaged"),
+    ],
+    ids=["resume-state-missing", "resume-state-truncated", "resume-state-flipped", "weights-flipped"],
+)
+def test_a_damaged_checkpoint_is_refused_before_the_base_model_loads(trained, tmp_path, damage, message):
+    folder = tmp_path / "checkpoint-3"
+    shutil.copytree(trained[2][0].weights.parent, folder)
+    damage(folder)
+    with pytest.raises(ResumeStateError, match=message):  # not OSError: the model path is never read
+        train_lora(
+            tmp_path / "no-model",
+            "sd15",
+            _photos(),
+            SETTINGS,
+            tmp_path / "out",
+            title="t",
+            trigger="ohwx",
+            resume_from=folder,
+        )
+
+
+@pytest.mark.parametrize("changes", [{"seed": 12}, {"max_train_steps": 8}, {"rank": 8}])
+def test_a_checkpoint_of_other_settings_is_refused(trained, tmp_path, changes):
+    settings = TrainSettings(**{**SETTINGS.to_json(), **changes})
+    with pytest.raises(ResumeStateError, match="other settings"):
+        train_lora(
+            tmp_path / "no-model",
+            "sd15",
+            _photos(),
+            settings,
+            tmp_path / "out",
+            title="t",
+            trigger="ohwx",
+            resume_from=trained[2][0].weights.parent,
+        )

@@ -1,8 +1,10 @@
 """Tunes end to end on the demo model: LoRA training through the queue, FaceID, prompts made with
 a tune, callbacks, cancel, delete, checkpoints, and a kill -9 in the middle of training."""
 
+import functools
 import io
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -23,7 +25,7 @@ from studio.config import Settings
 from studio.core import Studio
 from studio.errors import Busy, Conflict, InvalidInput, NotFound
 from studio.jobs import RESTART_MESSAGE
-from studio.training import TuneRequest
+from studio.training import TuneRequest, read_metadata
 
 DEMO_ID = 1  # the embedded demo model in the gallery
 FLUX_ID = 1504944
@@ -225,9 +227,11 @@ def test_canceling_a_queued_tune_ends_it_and_its_prompts_and_it_never_trains(stu
         studio.cancel_tune(tune["id"])
 
 
-def _long(title="Long", steps=5000):
+def _long(title="Long", steps=5000, checkpointing_steps=0):
     """A LoRA tune that trains for a while (minutes at 5000 steps), to be stopped on purpose."""
-    return TuneRequest(title=title, name="dog", preset="fast", max_train_steps=steps, seed=1, checkpointing_steps=0)
+    return TuneRequest(
+        title=title, name="dog", preset="fast", max_train_steps=steps, seed=1, checkpointing_steps=checkpointing_steps
+    )
 
 
 def test_canceling_a_running_training_stops_it_within_a_few_steps(studio, generated_photos):
@@ -381,7 +385,7 @@ def _kill_when(process, condition, what, state=lambda: ""):
 def test_a_training_killed_mid_way_is_requeued_once_then_failed(tmp_path, demo_model_dir, generated_photos):
     studio = _open(tmp_path, demo_model_dir)
     home = studio.home
-    first = studio.create_tune(_long("first", steps=60), photos=generated_photos)
+    first = studio.create_tune(_long("first", steps=60, checkpointing_steps=10), photos=generated_photos)
     second = studio.create_tune(_long("second"), photos=generated_photos)
     jobs = {t["id"]: studio.store.latest_job("train", t["id"])["id"] for t in (first, second)}
     store = studio.store
@@ -393,18 +397,29 @@ def test_a_training_killed_mid_way_is_requeued_once_then_failed(tmp_path, demo_m
         current = job(tune)
         return current["status"] == TRAINING and current["attempts"] == attempt and current["step"] >= 1
 
-    # 1. Killed while training the first tune.
-    _kill_when(_start_worker(home), lambda: training(first, 1), "the first training")
-    assert job(first)["status"] == TRAINING  # nobody was left to say otherwise
-    # 2. Restarted: the first tune is re-queued and finishes; then the second starts and is killed.
+    # 1. Killed while training the first tune, once it stored a checkpoint to resume from.
     _kill_when(
-        _start_worker(home),
+        _start_worker(home), lambda: training(first, 1) and _resumable(store, first["id"]), "the first checkpoint"
+    )
+    assert job(first)["status"] == TRAINING  # nobody was left to say otherwise
+    kept = _resumable(store, first["id"])
+    # 2. Restarted: the first tune is re-queued, goes on from its latest checkpoint (which stays
+    #    in the strip with the earlier ones) and finishes; then the second starts and is killed.
+    worker = _start_worker(home)
+    _kill_when(
+        worker,
         lambda: job(first)["status"] == SUCCESS and training(second, 1),
         "the re-queued training to finish and the next to start",
         lambda: f"first: {job(first)}, second: {job(second)}",
     )
     assert job(first)["attempts"] == 2
     assert studio.files.path(store.get_tune(first["id"])["weights_path"]).is_file()
+    log_text = worker.stderr.read().decode()
+    assert f"resuming the interrupted training from its checkpoint at step {kept[-1]['step']}" in log_text
+    rows = store.tune_checkpoints(first["id"])
+    assert [row["step"] for row in rows] == [10, 20, 30, 40, 50, 60]
+    assert _identities(kept) <= _identities(rows)  # the same rows, kept
+    assert not any(studio.files.path(k["resume_path"]).exists() for k in kept)  # dropped once it finished
     # 3. Restarted: the second tune is re-queued and killed again.
     _kill_when(_start_worker(home), lambda: training(second, 2), "the second tune's second attempt")
     # 4. Restarted once more: two attempts are used up, so it fails with the restart message.
@@ -421,6 +436,62 @@ def test_a_training_killed_mid_way_is_requeued_once_then_failed(tmp_path, demo_m
         assert studio.get_tune(first["id"])["status"] == SUCCESS
     finally:
         studio.close()
+
+
+def _resumable(store, tune_id) -> list[dict]:
+    """The tune's checkpoints stored with a resume state (a training can go on from them)."""
+    return [row for row in store.tune_checkpoints(tune_id) if row["resume_path"]]
+
+
+def _identities(rows) -> set[tuple]:
+    """What tells one stored checkpoint row from another written again for the same step."""
+    return {(row["id"], row["step"], row["created_at"]) for row in rows}
+
+
+@pytest.mark.slow
+def test_a_stopped_training_resumes_and_a_damaged_checkpoint_means_starting_over(
+    tmp_path, demo_model_dir, generated_photos, caplog
+):
+    """The studio is closed mid-training (the job goes back to the queue) and opened again: the
+    training goes on from its latest checkpoint; with that checkpoint's resume state damaged it
+    starts over from step 0 instead. Both end with the same weights (same seed and settings)."""
+    caplog.set_level(logging.INFO, logger="studio")
+    weights = {}
+    for damaged in (False, True):
+        studio = _open(tmp_path, demo_model_dir, name=f"home-{damaged}")
+        tune = studio.create_tune(_long("stopped", steps=24, checkpointing_steps=4), photos=generated_photos)
+        studio.start_worker()
+        _wait(functools.partial(_resumable, studio.store, tune["id"]), what="a checkpoint to resume from")
+        studio.close()  # the training stops at its next step and goes back to the queue
+        studio = Studio.open(Settings(home=studio.home))
+        try:
+            assert studio.store.latest_job("train", tune["id"])["status"] == QUEUING
+            kept = _resumable(studio.store, tune["id"])
+            latest = kept[-1]
+            if damaged:
+                damaged_file = studio.files.path(latest["resume_path"])
+                data = bytearray(damaged_file.read_bytes())
+                data[-1] ^= 0xFF  # one flipped bit-pattern in the optimizer's tensors
+                damaged_file.write_bytes(bytes(data))
+            caplog.clear()
+            studio.run_pending()
+            assert studio.store.get_tune(tune["id"])["status"] == SUCCESS
+            rows = studio.store.tune_checkpoints(tune["id"])
+            assert [row["step"] for row in rows] == [4, 8, 12, 16, 20, 24]
+            assert all(row["resume_path"] is None for row in rows)
+            assert not studio.files.path(latest["resume_path"]).exists()
+            if damaged:
+                assert "the training starts again from step 0" in caplog.text
+                assert "resume state" in caplog.text and "damaged" in caplog.text
+                assert not _identities(kept) & _identities(rows)  # all written again
+            else:
+                assert f"resuming the interrupted training from its checkpoint at step {latest['step']}" in caplog.text
+                assert _identities(kept) <= _identities(rows)
+            weights[damaged] = read_metadata(studio.files.path(studio.store.get_tune(tune["id"])["weights_path"]))
+        finally:
+            studio.close()
+    # The same tensors (the files differ: safetensors writes its metadata in no fixed order).
+    assert weights[False]["modelspec.hash_sha256"] == weights[True]["modelspec.hash_sha256"]
 
 
 # -- helpers ---------------------------------------------------------------------------------
