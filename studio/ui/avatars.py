@@ -104,19 +104,23 @@ def build(studio: Studio, ctx) -> None:
         studio.delete_adapter(kind_name, name)
         return refresh()
 
+    # Progress and error marks go on the listing only: Gradio's red "Error" badge would
+    # otherwise cover the file, name and trigger words the person has to correct.
     upload.click(
         add_lora,
         [lora_file, lora_name, trigger_words, lora_weight, family],
         [listing, chosen, lora_file, lora_name, trigger_words],
         api_name="add_lora",
+        show_progress_on=listing,
     )
     save.click(
         add_avatar,
         [image, kind, avatar_name, avatar_weight],
         [listing, chosen, image, avatar_name],
         api_name="add_avatar",
+        show_progress_on=listing,
     )
-    delete.click(remove, chosen, [listing, chosen], api_name="delete_adapter")
+    delete.click(remove, chosen, [listing, chosen], api_name="delete_adapter", show_progress_on=listing)
     # Another tab or an API client may have added some since the page was built.
     ctx.blocks.load(refresh, None, [listing, chosen], api_visibility="private")
 

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
-from studio.errors import InvalidInput, StudioError
+from studio.errors import InvalidInput, NotFound, StudioError
 from studio.ui.common import Context, card_css, likeness_badge
 
 FINISHED = ("SUCCESS", "FAILED", "CANCELED")
@@ -103,12 +103,27 @@ def _card(studio: Studio, item: dict[str, Any], deletable: bool) -> str:
         parts.append(f"<div class='bar' title='{percent}%'><div style='width:{percent}%'></div></div>")
     if item.get("message"):
         parts.append(f"<div class='detail'>{html.escape(item['message'])}</div>")
+    elif item["status"] == "QUEUING":
+        parts.append(f"<div class='detail waiting'>{html.escape(_waiting(studio, item['tune_id']))}</div>")
     for warning in item.get("warnings") or []:
         parts.append(f"<div class='detail'>⚠ {html.escape(str(warning))}</div>")
     if item["images"]:
         parts.append("<div class='shots'>" + "".join(_image(studio, pid, image) for image in item["images"]) + "</div>")
     parts.append(f"<div class='detail'>{html.escape(describe_params(item))}</div>")
     return f"<div class='prompt-card' data-prompt='{pid}'>{''.join(parts)}</div>"
+
+
+def _waiting(studio: Studio, tune_id: int) -> str:
+    """What a queued prompt waits for: its tune's training (a pack run on a new tune waits for
+    minutes, and a bare QUEUING badge looks stuck), or its turn in the queue."""
+    try:
+        tune = studio.get_tune(tune_id)
+    except NotFound:
+        return "waiting in the queue"
+    if tune["status"] in ("QUEUING", "TRAINING"):
+        done = round(100 * float(tune["progress"] or 0))
+        return f"waiting for the tune '{tune['title']}' to finish training ({done}%)"
+    return "waiting in the queue"
 
 
 def _image(studio: Studio, pid: int, image: dict[str, Any]) -> str:

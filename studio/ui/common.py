@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import gradio as gr
 from studio.errors import StudioError
 
 F = TypeVar("F", bound=Callable)
+
+log = logging.getLogger(__name__)
 
 
 def guard(fn: F) -> F:
@@ -28,7 +31,7 @@ def guard(fn: F) -> F:
             try:
                 yield from fn(*args, **kwargs)
             except StudioError as error:
-                raise gr.Error(html.escape(error.message, quote=False)) from error
+                raise _toast(fn, error) from error
 
         return streaming  # type: ignore[return-value]
 
@@ -37,10 +40,17 @@ def guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except StudioError as error:
-            # Toasts render HTML: escape, or a token like <lora:12:1> in the message vanishes.
-            raise gr.Error(html.escape(error.message, quote=False)) from error
+            raise _toast(fn, error) from error
 
     return wrapper  # type: ignore[return-value]
+
+
+def _toast(fn: Callable, error: StudioError) -> gr.Error:
+    """The error toast for a StudioError: the person's mistake, not the studio's, so the
+    terminal gets one log line instead of Gradio's traceback."""
+    log.info("%s: %s", fn.__name__, error.message)
+    # Toasts render HTML: escape, or a token like <lora:12:1> in the message vanishes.
+    return gr.Error(html.escape(error.message, quote=False), print_exception=False)
 
 
 # A browser's photo set before any upload: the photos the Photos tab accepted (ids), the class

@@ -201,6 +201,10 @@ def build(studio: Studio, ctx: Context) -> None:
     def on_stop(prompt_id: int | None) -> str:
         if prompt_id is None:
             raise InvalidInput("Nothing is being generated.", field="prompt_id")
+        state = studio.prompt_progress(prompt_id)
+        if state["status"] in FINISHED:  # a late click, not a mistake: no error toast
+            gr.Info(f"Prompt #{prompt_id} has finished: there is nothing to stop.")
+            return _progress_html(state)
         return _progress_html(studio.prompt_progress(studio.cancel_prompt(prompt_id)["id"]))
 
     @guard
@@ -266,9 +270,26 @@ def build(studio: Studio, ctx: Context) -> None:
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they
     # need no concurrency limit of their own.
-    run.click(generate, form, results, api_name="generate", concurrency_limit=None, show_progress="minimal")
-    prompt.submit(generate, form, results, api_visibility="private", concurrency_limit=None)
-    rerun.click(on_rerun, [followed, selected], results, api_visibility="private", concurrency_limit=None)
+    # Progress and error marks go on the status line only: Gradio's red "Error" badge would
+    # otherwise cover the results of the previous prompt.
+    run.click(
+        generate,
+        form,
+        results,
+        api_name="generate",
+        concurrency_limit=None,
+        show_progress="minimal",
+        show_progress_on=progress,
+    )
+    prompt.submit(generate, form, results, api_visibility="private", concurrency_limit=None, show_progress_on=progress)
+    rerun.click(
+        on_rerun,
+        [followed, selected],
+        results,
+        api_visibility="private",
+        concurrency_limit=None,
+        show_progress_on=progress,
+    )
     stop.click(on_stop, followed, progress, api_visibility="private")
     gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
     like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")

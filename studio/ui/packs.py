@@ -236,7 +236,11 @@ def build(studio: Studio, ctx: Context) -> None:
             raise InvalidInput("Choose a pack and a tune to run it on.", field="tune_ids")
         made = studio.run_pack(pack_id, [tune_id])
         gr.Info(f"Queued {len(made)} prompt(s) from this pack.")
-        return show_results(pack_id, tune_id, browser_id, request)
+        return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
+
+    def on_tick(pack_id: int | None, tune_id: int | None, browser_id: dict | None, request: gr.Request):
+        """While a run goes on: its results, and the cards, whose counts change as images finish."""
+        return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
 
     @guard
     def on_train(pack_id: int | None, title: str, name: str, photo_set: dict | None, browser_id, request: gr.Request):
@@ -255,14 +259,14 @@ def build(studio: Studio, ctx: Context) -> None:
         gr.Info(
             f"Tune '{tune['title']}' is {tune['status'].lower()}; the pack's {name} prompts run once it is trained."
         )
-        return gr.Dropdown(choices=_tune_choices(studio), value=tune["id"]), *show_results(
+        return gr.Dropdown(choices=_tune_choices(studio), value=tune["id"]), *on_tick(
             pack_id, tune["id"], browser_id, request
         )
 
     @guard
     def on_heart(pack_id, tune_id, browser_id: dict | None, request: gr.Request, event: gr.EventData):
         board.heart(studio, Context.user(browser_id, request), event)
-        return show_results(pack_id, tune_id, browser_id, request)
+        return on_tick(pack_id, tune_id, browser_id, request)
 
     @guard
     def on_save(values: dict):
@@ -345,26 +349,38 @@ def build(studio: Studio, ctx: Context) -> None:
     choice.change(guard(show_pack), choice, pack_view, api_visibility="private", show_progress="hidden")
     choice.change(guard(show_results), shown, [results, timer], api_visibility="private", show_progress="hidden")
     run_tune.input(guard(show_results), shown, [results, timer], api_visibility="private")
+    # Progress and error marks go on one output each (the results, the summary, the linter's
+    # findings): Gradio's red "Error" badge would otherwise cover the whole editor.
     # Programs run packs through the REST API (POST /p/:id/tunes with tune_ids).
-    run.click(on_run, shown, [results, timer], api_visibility="private")
-    results.heart(on_heart, shown, [results, timer], api_visibility="private")
-    timer.tick(guard(show_results), shown, [results, timer], api_visibility="private", show_progress="hidden")
-    save.click(on_save, {choice, *pack_fields}, pack_view, api_visibility="private")
-    create.click(on_create, set(pack_fields), pack_view, api_visibility="private")
-    delete.click(on_delete, choice, pack_view, api_visibility="private", js=CONFIRM_DELETE)
+    ran = [cards, results, timer]
+    run.click(on_run, shown, ran, api_visibility="private", show_progress_on=results)
+    results.heart(on_heart, shown, ran, api_visibility="private", show_progress_on=results)
+    timer.tick(guard(on_tick), shown, ran, api_visibility="private", show_progress="hidden")
+    save.click(on_save, {choice, *pack_fields}, pack_view, api_visibility="private", show_progress_on=summary)
+    create.click(on_create, set(pack_fields), pack_view, api_visibility="private", show_progress_on=summary)
+    delete.click(on_delete, choice, pack_view, api_visibility="private", js=CONFIRM_DELETE, show_progress_on=summary)
     blank.click(lambda: BLANK_PACK, None, pack_fields, api_visibility="private")
-    prompt_pick.input(on_prompt_pick, [choice, prompt_pick], prompt_fields, api_visibility="private")
-    save_prompt.click(
-        on_save_prompt, {choice, prompt_pick, *prompt_fields}, after_prompt_edit, api_visibility="private"
+    prompt_pick.input(
+        on_prompt_pick, [choice, prompt_pick], prompt_fields, api_visibility="private", show_progress_on=lint
     )
-    remove_prompt.click(on_remove_prompt, [choice, prompt_pick], after_prompt_edit, api_visibility="private")
-    import_button.click(on_import, upload, pack_view, api_visibility="private")
+    save_prompt.click(
+        on_save_prompt,
+        {choice, prompt_pick, *prompt_fields},
+        after_prompt_edit,
+        api_visibility="private",
+        show_progress_on=lint,
+    )
+    remove_prompt.click(
+        on_remove_prompt, [choice, prompt_pick], after_prompt_edit, api_visibility="private", show_progress_on=lint
+    )
+    import_button.click(on_import, upload, pack_view, api_visibility="private", show_progress_on=summary)
     export_button.click(on_export, choice, exported, api_visibility="private")
     train.click(
         on_train,
         [choice, train_title, train_class, ctx.photo_set, ctx.browser_id],
-        [run_tune, results, timer],
+        [run_tune, *ran],
         api_visibility="private",
+        show_progress_on=results,
     )
     ctx.photo_set.change(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
     ctx.blocks.load(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")

@@ -97,11 +97,18 @@ def build(studio: Studio, ctx) -> None:
         current = photo_set or EMPTY_PHOTO_SET
         return (current["name"], *_render(studio, current, []))
 
+    # Progress and error marks go on the summary line only: Gradio's red "Error" badge would
+    # otherwise cover every output, the class box and the photo choice included.
     upload.upload(
-        on_upload, [upload, name, ctx.photo_set], [*shown, upload], api_name="upload_photos", concurrency_limit=2
+        on_upload,
+        [upload, name, ctx.photo_set],
+        [*shown, upload],
+        api_name="upload_photos",
+        concurrency_limit=2,
+        show_progress_on=summary,
     )
-    name.input(on_class, [name, ctx.photo_set], shown, api_visibility="private")
-    remove.click(on_remove, [to_remove, ctx.photo_set], shown, api_name="remove_photo")
+    name.input(on_class, [name, ctx.photo_set], shown, api_visibility="private", show_progress_on=summary)
+    remove.click(on_remove, [to_remove, ctx.photo_set], shown, api_name="remove_photo", show_progress_on=summary)
     clear.click(
         lambda: (dict(EMPTY_PHOTO_SET), *_render(studio, EMPTY_PHOTO_SET, [])), None, shown, api_name="clear_photos"
     )
@@ -140,8 +147,10 @@ def _render(studio: Studio, photo_set: dict, rejected: list[dict]) -> tuple:
         else "No photos yet."
     )
     confidence = photo_set.get("confidence") or {}
+    corrected = photo_set.get("corrections") or {}
+    # The detector's confidence is about its own value: a corrected one is the person's.
     table = [
-        [key, str(value), f"{confidence[key]:.0%}" if key in confidence else "edited"]
+        [key, str(value), f"{confidence[key]:.0%}" if key in confidence and key not in corrected else "edited"]
         for key, value in (photo_set.get("characteristics") or {}).items()
     ]
     choices = [(f"{n + 1}. {row['filename'] or 'photo'}", row["id"]) for n, row in enumerate(rows)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.core import Studio
-from studio.ui.common import guard
+from studio.errors import InvalidInput
+from studio.ui.common import guard, on_show
 
 
 def build(studio: Studio, ctx) -> None:
@@ -31,7 +32,9 @@ def build(studio: Studio, ctx) -> None:
         owner = gr.Textbox(label="Owner", placeholder="e.g. my-app", scale=3)
         create = gr.Button("Create key", scale=1)
     new_key = gr.Textbox(label="New key (copy it now)", interactive=False, buttons=["copy"], elem_id="new-api-key")
-    keys = gr.Dataframe(headers=["id", "owner", "created", "last used"], value=_key_rows(studio), interactive=False)
+    keys = gr.Dataframe(
+        headers=["id", "owner", "created", "last used"], value=_key_rows(studio), interactive=False, elem_id="api-keys"
+    )
     with gr.Row():
         revoke_id = gr.Number(label="Key id to revoke", precision=0, scale=3)
         revoke = gr.Button("Revoke", variant="stop", scale=1)
@@ -44,12 +47,23 @@ def build(studio: Studio, ctx) -> None:
 
     @guard
     def on_revoke(key_id: float | None):
-        if key_id:
-            studio.revoke_api_key(int(key_id))
+        known = {k["id"] for k in studio.list_api_keys()}
+        if not key_id:
+            raise InvalidInput("Enter the id of the key to revoke (the first column of the keys).", field="key_id")
+        if int(key_id) not in known:
+            raise InvalidInput(f"There is no key {int(key_id)}: pick an id from the keys above.", field="key_id")
+        studio.revoke_api_key(int(key_id))
+        gr.Info(f"Revoked key {int(key_id)}: programs using it are refused from now on.")
         return _key_rows(studio)
 
-    create.click(on_create, owner, [new_key, keys], api_visibility="private")
+    # Error marks on the keys table only: a badge over the new key would hide it, and it is
+    # shown once.
+    create.click(on_create, owner, [new_key, keys], api_visibility="private", show_progress_on=keys)
     revoke.click(on_revoke, revoke_id, keys, api_visibility="private")
+    # Keys made in another browser, and models downloaded since, show when the tab is opened.
+    on_show(
+        ctx, lambda: (_describe(studio), _gallery_rows(studio), _key_rows(studio)), None, [status_text, models, keys]
+    )
 
 
 def _describe(studio: Studio) -> str:
@@ -85,8 +99,9 @@ def _curl_example(studio: Studio) -> str:
     base = studio.settings.public_url or f"http://{studio.settings.host}:{studio.settings.port}"
     return (
         "**API base URL:** `" + base + "`\n\n```bash\n"
-        f"curl -H 'Authorization: Bearer $API_KEY' {base}/gallery/tunes\n"
-        f"curl -X POST -H 'Authorization: Bearer $API_KEY' {base}/tunes \\\n"
+        "export API_KEY=sk_...   # a key created above\n"
+        f'curl -H "Authorization: Bearer $API_KEY" {base}/gallery/tunes\n'
+        f'curl -X POST -H "Authorization: Bearer $API_KEY" {base}/tunes \\\n'
         "  -F 'tune[title]=Jane Doe 1234' -F 'tune[name]=woman' -F 'tune[model_type]=faceid' \\\n"
         "  -F 'tune[images][]=@1.jpg' -F 'tune[images][]=@2.jpg'\n```"
     )

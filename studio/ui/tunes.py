@@ -22,7 +22,7 @@ from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.packs import CLASS_NAMES
 from studio.training import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
-from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard
+from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard, on_show
 from studio.ui.photos import photo_cards
 
 POLL_SECONDS = 1.5
@@ -118,27 +118,38 @@ def build(studio: Studio, ctx) -> None:
         if chosen_step is None:
             raise InvalidInput("Choose the checkpoint step to use.", field="step")
         studio.set_active_checkpoint(_required(tune_id), int(chosen_step))
+        gr.Info(f"Tune {int(tune_id)} now uses the checkpoint of step {int(chosen_step)}.")
         return show(tune_id)
 
     def on_photo_set(photo_set):
         return _photo_note(photo_set), (photo_set or EMPTY_PHOTO_SET).get("name") or "woman"
 
+    def on_open(tune_id):
+        """On load and each time the tab is shown: tunes made elsewhere (the Packs tab, the
+        API) appear, and the chosen tune's details are drawn afresh."""
+        choices = _choices(studio)
+        tune_id = tune_id if tune_id in {value for _, value in choices} else None
+        return gr.Dropdown(choices=choices, value=tune_id), *poll(tune_id, None)
+
     polled = [listing, *details, timer]
+    # Progress and error marks go on one output each: Gradio's red "Error" badge would otherwise
+    # cover every output of a failed action.
     create.click(
-        on_create, {ctx.photo_set, *form.values()}, [*polled, chosen], api_name="create_tune", concurrency_limit=1
+        on_create,
+        {ctx.photo_set, *form.values()},
+        [*polled, chosen],
+        api_name="create_tune",
+        concurrency_limit=1,
+        show_progress_on=listing,
     )
     chosen.select(lambda tune_id: show(tune_id), chosen, details, api_visibility="private")
-    cancel.click(on_cancel, chosen, polled, api_name="cancel_tune")
-    delete.click(on_delete, chosen, [listing, chosen, *details], api_name="delete_tune")
-    use_step.click(on_use_step, [chosen, step], details, api_name="set_active_checkpoint")
+    cancel.click(on_cancel, chosen, polled, api_name="cancel_tune", show_progress_on=summary)
+    delete.click(on_delete, chosen, [listing, chosen, *details], api_name="delete_tune", show_progress_on=summary)
+    use_step.click(on_use_step, [chosen, step], details, api_name="set_active_checkpoint", show_progress_on=summary)
     timer.tick(poll, [chosen, seen], polled, api_visibility="private")
     ctx.photo_set.change(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
-    ctx.blocks.load(
-        lambda photo_set: (*on_photo_set(photo_set), gr.Dropdown(choices=_choices(studio)), *poll(None, None)),
-        ctx.photo_set,
-        [photo_note, form["name"], chosen, *polled],
-        api_visibility="private",
-    )
+    ctx.blocks.load(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
+    on_show(ctx, on_open, chosen, [chosen, *polled])
 
 
 def _form(studio: Studio) -> dict[str, Any]:
@@ -294,6 +305,8 @@ def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool)
             f"**Best step by likeness: {tune['best_step']}** (its sample looks most like the photos; "
             f"the active step is {tune['active_step']})."
         )
+    elif len(tune["checkpoints"]) > 1 and tune["active_step"] is not None:
+        lines.append(f"Prompts use the checkpoint of step **{tune['active_step']}**.")
     samples = [
         (str(studio.public_path(row["sample_path"])), _sample_caption(row, tune.get("best_step")))
         for row in studio.tune_checkpoints(tune["id"])
