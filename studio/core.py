@@ -2584,6 +2584,17 @@ class Studio:
 
     # -- status ------------------------------------------------------------------------------
 
+    def _device_description(self) -> str:
+        """The device and dtype generation and training run on, as STUDIO_DEVICE resolves here."""
+        from studio.engine import pick_device
+
+        try:
+            device, dtype = pick_device(self.settings.device)
+        except Unavailable as error:
+            return f"{self.settings.device}, not available: {error}"
+        chosen = "chosen automatically" if self.settings.device == "auto" else "STUDIO_DEVICE"
+        return f"{device} ({str(dtype).removeprefix('torch.')}, {chosen})"
+
     def status(self) -> dict[str, Any]:
         """What the Settings/status view shows: where data lives, which model and device."""
         base = self.default_base_model()
@@ -2591,7 +2602,7 @@ class Studio:
             "home": str(self.home),
             "base_model": base["title"],
             "demo_model": base["source"] == DEMO_SOURCE,
-            "device": self.settings.device,
+            "device": self._device_description(),
             "api_keys": len(self.settings.api_keys),
             "auth": bool(self.settings.auth),
             "face_backend": self.face_backend_status(),

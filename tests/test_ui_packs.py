@@ -125,7 +125,7 @@ def test_build_a_pack_with_the_linter_inline_then_export_it(live_url, page, stud
 
 @pytest.mark.slow
 def test_train_a_tune_from_a_pack_with_the_uploaded_photos(live_url, page, studio, tmp_path):
-    pack = studio.create_pack(PackRequest(title="FaceID headshots", classes=("woman",), model_type="faceid"))
+    pack = studio.create_pack(PackRequest(title="LoRA headshots", classes=("woman",), model_type="lora"))
     small = {"num_images": 1, "steps": 3, "w": 64, "h": 64}
     studio.add_pack_prompt(pack["id"], PackPromptRequest("woman", "headshot of {{token}} {{name}}", **small))
     studio.start_worker()
@@ -137,16 +137,18 @@ def test_train_a_tune_from_a_pack_with_the_uploaded_photos(live_url, page, studi
     page.locator("#photo-upload input[type=file]").set_input_files([str(tmp_path / n) for n in images])
     page.wait_for_function("() => document.querySelectorAll('#photo-cards .card').length === 2")
     page.get_by_role("tab", name="Packs").click()
-    page.locator("#pack-cards .pack-card", has_text="FaceID headshots").click()
-    page.locator("#pack-summary").get_by_text("FaceID headshots").wait_for()
+    page.locator("#pack-cards .pack-card", has_text="LoRA headshots").click()
+    page.locator("#pack-summary").get_by_text("LoRA headshots").wait_for()
     page.locator("#pack-train").get_by_text("train a new tune from this pack").click()
     page.locator("#pack-train-note", has_text="2 photo(s)").wait_for()
     page.locator("#pack-train-title input, #pack-train-title textarea").first.fill("Rachel from a pack")
+    page.locator("#pack-train-fast input").check()  # mock mode: a few training steps on the demo model
     page.locator("#pack-train-go").click()
     results = page.locator("#pack-results")
     results.locator(".badge.SUCCESS").wait_for(timeout=120_000)
     [tune] = [t for t in studio.list_tunes() if t["title"] == "Rachel from a pack"]
-    assert tune["model_type"] == "faceid" and studio.store.get_tune(tune["id"])["pack_id"] == pack["id"]
+    assert tune["model_type"] == "lora" and tune["branch"] == "fast" and tune["status"] == "SUCCESS"
+    assert studio.store.get_tune(tune["id"])["pack_id"] == pack["id"]
     [prompt] = studio.gallery(pack_id=pack["id"])
     assert prompt["tune_id"] == tune["id"] and prompt["text"] == "headshot of ohwx woman"
     assert "Rachel from a pack" in page.locator("#pack-run-tune input").input_value()

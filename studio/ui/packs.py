@@ -82,6 +82,9 @@ def build(studio: Studio, ctx: Context) -> None:
         with gr.Row(equal_height=False):
             train_title = gr.Textbox(label="Tune title", scale=2, min_width=160, elem_id="pack-train-title")
             train_class = gr.Dropdown(list(CLASS_NAMES), value="woman", label="Class", scale=1, min_width=120)
+            train_fast = gr.Checkbox(
+                label="Mock run (branch fast): the demo model and a few steps", scale=2, elem_id="pack-train-fast"
+            )
             train = gr.Button(
                 "Train and run the pack", variant="primary", scale=1, min_width=160, elem_id="pack-train-go"
             )
@@ -243,7 +246,15 @@ def build(studio: Studio, ctx: Context) -> None:
         return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
 
     @guard
-    def on_train(pack_id: int | None, title: str, name: str, photo_set: dict | None, browser_id, request: gr.Request):
+    def on_train(
+        pack_id: int | None,
+        title: str,
+        name: str,
+        fast: bool,
+        photo_set: dict | None,
+        browser_id,
+        request: gr.Request,
+    ):
         """Astria's tune-from-pack: the Photos tab's set becomes a tune of the pack's type and
         base model; the pack's prompts for the class run once it is trained."""
         photo_set = photo_set or EMPTY_PHOTO_SET
@@ -254,7 +265,13 @@ def build(studio: Studio, ctx: Context) -> None:
         if not (title or "").strip():
             raise InvalidInput("Give the new tune a title.", field="title")
         tune = studio.tune_from_pack(
-            pack_id, None, name, title.strip(), photo_set.get("characteristics") or {}, photo_ids=list(photo_set["ids"])
+            pack_id,
+            None,
+            name,
+            title.strip(),
+            photo_set.get("characteristics") or {},
+            photo_ids=list(photo_set["ids"]),
+            branch="fast" if fast else None,
         )
         gr.Info(
             f"Tune '{tune['title']}' is {tune['status'].lower()}; the pack's {name} prompts run once it is trained."
@@ -377,7 +394,7 @@ def build(studio: Studio, ctx: Context) -> None:
     export_button.click(on_export, choice, exported, api_visibility="private")
     train.click(
         on_train,
-        [choice, train_title, train_class, ctx.photo_set, ctx.browser_id],
+        [choice, train_title, train_class, train_fast, ctx.photo_set, ctx.browser_id],
         [run_tune, *ran],
         api_visibility="private",
         show_progress_on=results,
