@@ -291,3 +291,22 @@ def test_studio_inspects_one_photo_and_a_set(studio):
     assert result["characteristics"]["hair_color"] == "brown hair"
     assert result["face_backend"] == "dlib"
     assert "dlib" in studio.status()["face_backend"]
+
+
+def test_a_stored_photo_sets_inspection_is_computed_once_per_set_and_class(studio, monkeypatch):
+    rows, rejected = studio.add_photos(
+        [("a.jpg", P.encode(P.friend("rachel"))), ("b.jpg", P.encode(P.mirrored(P.friend("rachel"))))]
+    )
+    assert not rejected
+    ids = [row["id"] for row in rows]
+    calls = []
+    analyze = I.analyze_photo
+    monkeypatch.setattr(I, "analyze_photo", lambda *args, **kw: calls.append(1) or analyze(*args, **kw))
+    first = studio.inspect_photo_set(ids, "woman")
+    first["photos"][0]["reasons"].append("changed by a caller")  # callers get their own copy
+    again = studio.inspect_photo_set(ids, "woman")
+    assert len(calls) == 2 and "changed by a caller" not in again["photos"][0]["reasons"]
+    assert [p["id"] for p in again["photos"]] == ids
+    studio.inspect_photo_set(ids[:1], "woman")  # another set is inspected on its own
+    studio.inspect_photo_set(ids, "man")  # and so is the same set as another class
+    assert len(calls) == 2 + 1 + 2

@@ -6,7 +6,8 @@ import logging
 
 import numpy as np
 import pytest
-from photos import astronaut, encode, friend, mirrored
+from photos import astronaut, encode, friend, mirrored, rotated
+from playwright.sync_api import expect
 
 from studio.prompts import PromptRequest
 from studio.training import TuneRequest
@@ -155,3 +156,66 @@ def test_use_this_checkpoint_says_which_step_prompts_use(live_url, page, studio)
     page.get_by_text(f"Tune {tune['id']} now uses the checkpoint of step {steps[0]}.").wait_for()
     page.locator("#tune-summary", has_text=f"Prompts use the checkpoint of step {steps[0]}").wait_for()
     assert studio.get_tune(tune["id"])["active_step"] == steps[0]
+
+
+def test_the_packs_tab_prefers_a_pack_with_prompts_for_the_tunes_class(live_url, page, studio):
+    # The best ranked pack (Pet Portraits) has no 'woman' prompts: running it would only fail.
+    studio.create_tune(TuneRequest(title="Rachel", name="woman", model_type="faceid"), photos=_photos())
+    _open(page, live_url, "Packs")
+    page.locator("#pack-summary").get_by_text("Fantasy Portraits").wait_for()
+    assert "Fantasy Portraits" in page.locator("#pack-choice input").input_value()
+    # The person's own choice stays, and the note says which packs would work.
+    page.locator("#pack-cards .pack-card", has_text="Pet Portraits").click()
+    page.locator("#pack-run-note").get_by_text(
+        "This pack has no 'woman' prompts; packs that do: Fantasy Portraits, Corporate Headshots."
+    ).wait_for()
+    assert "Pet Portraits" in page.locator("#pack-choice input").input_value()
+    page.locator("#pack-cards .pack-card", has_text="Corporate Headshots").click()
+    expect(page.locator("#pack-run-note")).not_to_contain_text("This pack has no")
+
+
+def test_a_prompt_deleted_elsewhere_leaves_the_generate_tab_when_shown(live_url, page, studio):
+    base = studio.default_base_model()["id"]
+    prompt = studio.create_prompt(base, PromptRequest(text="a quiet lake", num_images=1))
+    studio.cancel_prompt(prompt["id"])  # no worker: it never ran
+    _open(page, live_url, "Generate")
+    page.locator(f"#gen-progress :text('Prompt #{prompt['id']}')").wait_for()
+    page.get_by_role("tab", name="Photos").click()
+    studio.delete_prompt(prompt["id"])  # as the Gallery tab or the API would
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#gen-progress", has_text="Write a prompt and press Generate").wait_for()
+    assert page.locator(".toast-body", has_text="Error").count() == 0
+
+
+def test_cancel_training_is_only_offered_while_a_tune_trains(live_url, page, studio):
+    # No worker: the LoRA tune stays queued; a FaceID tune is ready at once.
+    queued = studio.create_tune(
+        TuneRequest(title="Queued LoRA", name="woman", model_type="lora", branch="fast"), photos=_photos()
+    )
+    ready = studio.create_tune(TuneRequest(title="Ready", name="woman", model_type="faceid"), photos=_photos())
+    _open(page, live_url, "Tunes")
+    cancel = page.locator("#cancel-tune")
+    assert cancel.is_disabled()  # no tune chosen
+    page.locator("#tune-choice input").click()
+    page.get_by_role("option", name=f"#{queued['id']} Queued LoRA (lora)").click()
+    page.locator("#cancel-tune:enabled").wait_for()
+    page.locator("#tune-choice input").click()
+    page.get_by_role("option", name=f"#{ready['id']} Ready (faceid)").click()
+    page.locator("#tune-summary", has_text=f"#{ready['id']} Ready").wait_for()
+    page.locator("#cancel-tune:disabled").wait_for()
+
+
+def test_a_tunes_photo_of_another_person_carries_the_sets_warning(live_url, page, studio):
+    a = astronaut()
+    files = [(f"{n}.jpg", encode(image)) for n, image in enumerate([a, mirrored(a), rotated(a, 7)])]
+    tune = studio.create_tune(
+        TuneRequest(title="Astronaut", name="woman", model_type="faceid"),
+        photos=[*files, ("joey.jpg", encode(friend("joey")))],
+    )
+    _open(page, live_url, "Tunes")
+    page.locator("#tune-choice input").click()
+    page.get_by_role("option", name=f"#{tune['id']} Astronaut (faceid)").click()
+    joey = page.locator("#tune-photos .card", has_text="joey.jpg")
+    joey.get_by_text("This may be a different person: remove it.").wait_for()
+    assert joey.get_attribute("data-level") == "warning"
+    assert page.locator("#tune-photos .card", has_text="0.jpg").get_attribute("data-level") == "ok"

@@ -221,13 +221,18 @@ def build(studio: Studio, ctx: Context) -> None:
         return _details(studio, prompt_id, index, user)
 
     def on_tick(prompt_id: int | None, last: Any):
-        if prompt_id is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
-        state = studio.prompt_progress(prompt_id)
+        """The followed prompt's progress when it changed; an empty view once it was deleted
+        elsewhere (the Gallery tab, the API). Also runs each time the tab is shown."""
+        if prompt_id is None:  # nothing followed yet (the page load shows the newest prompt)
+            return (gr.skip(),) * 7
+        try:
+            state = studio.prompt_progress(prompt_id)
+        except NotFound:
+            return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
         running = gr.Timer(active=state["status"] not in FINISHED)
         if _signature(state) == last:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), running
-        return *_view(studio, state, last), running
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), running
+        return gr.skip(), gr.skip(), *_view(studio, state, last), running
 
     def on_load(last: dict | None):
         """After a (re)load: show the prompt this browser last followed (or, in a new browser,
@@ -293,8 +298,9 @@ def build(studio: Studio, ctx: Context) -> None:
     stop.click(on_stop, followed, progress, api_visibility="private")
     gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
     like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")
-    timer.tick(on_tick, [followed, shown], [shown, progress, gallery, details, timer], api_visibility="private")
+    timer.tick(on_tick, [followed, shown], [*results, timer], api_visibility="private")
     on_show(ctx, refresh, model, [model, tokens])
+    on_show(ctx, on_tick, [followed, shown], [*results, timer])
     # Remembered in the browser, so a reload (or a second tab of this browser) goes back to it.
     followed.change(lambda prompt_id: {"id": prompt_id} if prompt_id else gr.skip(), followed, ctx.last_prompt)
     ctx.blocks.load(

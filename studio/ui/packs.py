@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, NotFound
 from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
 from studio.training import PRESETS
@@ -77,6 +77,8 @@ def build(studio: Studio, ctx: Context) -> None:
             tunes, value=tunes[0][1] if tunes else None, label="Tune", scale=3, elem_id="pack-run-tune"
         )
         run = gr.Button("Run pack", variant="primary", scale=1, min_width=120, elem_id="pack-run")
+    run_note = gr.Markdown(elem_id="pack-run-note")
+    picked = gr.State(False)  # whether the person chose the pack: then a tune change keeps it
     with gr.Accordion("…or train a new tune from this pack", open=False, elem_id="pack-train"):
         train_note = gr.Markdown(elem_id="pack-train-note")
         with gr.Row(equal_height=False):
@@ -241,6 +243,10 @@ def build(studio: Studio, ctx: Context) -> None:
         gr.Info(f"Queued {len(made)} prompt(s) from this pack.")
         return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
 
+    def on_tune(pack_id: int | None, tune_id: int | None, chose: bool):
+        """A new tune: unless the person chose the pack, one with prompts for its class."""
+        return gr.skip() if chose else _pack_for_tune(studio, pack_id, tune_id)
+
     def on_tick(pack_id: int | None, tune_id: int | None, browser_id: dict | None, request: gr.Request):
         """While a run goes on: its results, and the cards, whose counts change as images finish."""
         return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
@@ -350,10 +356,12 @@ def build(studio: Studio, ctx: Context) -> None:
         path.write_text(document, encoding="utf-8")
         return str(path)
 
-    def on_open(pack_id: int | None, tune_id: int | None, browser_id: dict | None, request: gr.Request):
+    def on_open(pack_id: int | None, tune_id: int | None, browser_id: dict | None, chose: bool, request: gr.Request):
         tunes = _tune_choices(studio)
         known = [value for _, value in tunes]
         tune_id = tune_id if tune_id in known else (known[0] if known else None)
+        if not chose:
+            pack_id = _pack_for_tune(studio, pack_id, tune_id)
         return (
             *show_pack(pack_id),
             gr.Dropdown(choices=tunes, value=tune_id),
@@ -362,10 +370,22 @@ def build(studio: Studio, ctx: Context) -> None:
 
     after_prompt_edit = [cards, summary, prompt_list, prompt_pick, *prompt_fields, lint]
     shown = [choice, run_tune, ctx.browser_id]
-    cards.pick(on_pick, None, choice, api_visibility="private")
+    cards.pick(on_pick, None, choice, api_visibility="private").then(lambda: True, None, picked)
+    choice.input(lambda: True, None, picked, api_visibility="private")
     choice.change(guard(show_pack), choice, pack_view, api_visibility="private", show_progress="hidden")
     choice.change(guard(show_results), shown, [results, timer], api_visibility="private", show_progress="hidden")
-    run_tune.input(guard(show_results), shown, [results, timer], api_visibility="private")
+    run_tune.input(on_tune, [choice, run_tune, picked], choice, api_visibility="private").then(
+        guard(show_results), shown, [results, timer], api_visibility="private"
+    )
+    # The summary changes with the pack's prompts, so a newly written prompt updates the note.
+    gr.on(
+        [choice.change, run_tune.change, summary.change],
+        lambda pack_id, tune_id: _run_note(studio, pack_id, tune_id),
+        [choice, run_tune],
+        run_note,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     # Progress and error marks go on one output each (the results, the summary, the linter's
     # findings): Gradio's red "Error" badge would otherwise cover the whole editor.
     # Programs run packs through the REST API (POST /p/:id/tunes with tune_ids).
@@ -401,7 +421,7 @@ def build(studio: Studio, ctx: Context) -> None:
     )
     ctx.photo_set.change(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
     ctx.blocks.load(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
-    on_show(ctx, on_open, shown, [*pack_view, run_tune, results, timer])
+    on_show(ctx, on_open, [*shown, picked], [*pack_view, run_tune, results, timer])
 
 
 # The pack form's fields for a new pack (title, slug, token, description, classes, model_type,
@@ -436,6 +456,43 @@ def _train_note(photo_set: dict | None) -> tuple:
         else "Upload photos of the subject in the Photos tab first; they are what the new tune learns."
     )
     return note, photo_set.get("name") or "woman"
+
+
+def _packs_with_prompts(studio: Studio, class_name: str) -> list[dict[str, Any]]:
+    """The packs with prompts for `class_name`, best ranked first."""
+    return [p for p in studio.list_packs() if studio.get_pack(p["id"])["prompts_per_class"].get(class_name)]
+
+
+def _tune_class(studio: Studio, tune_id: int | None) -> str | None:
+    try:
+        return studio.get_tune(int(tune_id))["name"] if tune_id else None
+    except NotFound:  # deleted meanwhile
+        return None
+
+
+def _pack_for_tune(studio: Studio, pack_id: int | None, tune_id: int | None) -> int | None:
+    """`pack_id` when it has prompts for the tune's class (or none does), else the best ranked
+    pack that has: running a pack without them only fails."""
+    class_name = _tune_class(studio, tune_id)
+    if class_name is None:
+        return pack_id
+    fitting = [p["id"] for p in _packs_with_prompts(studio, class_name)]
+    return pack_id if not fitting or pack_id in fitting else fitting[0]
+
+
+def _run_note(studio: Studio, pack_id: int | None, tune_id: int | None) -> str:
+    """Under the tune choice: why Run would fail, when the pack has no prompts for its class."""
+    class_name = _tune_class(studio, tune_id)
+    if not pack_id or class_name is None:
+        return ""
+    try:
+        if studio.get_pack(pack_id)["prompts_per_class"].get(class_name):
+            return ""
+    except NotFound:
+        return ""
+    others = ", ".join(_plain(p["title"]) for p in _packs_with_prompts(studio, class_name))
+    where = f"packs that do: {others}" if others else "no pack has any yet: add one in the editor below"
+    return f"This pack has no '{_plain(class_name)}' prompts; {where}."
 
 
 def _first_pack(studio: Studio) -> int | None:

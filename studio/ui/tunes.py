@@ -49,7 +49,7 @@ def build(studio: Studio, ctx) -> None:
     gr.Markdown("### Tune details")
     with gr.Row():
         chosen = gr.Dropdown(_choices(studio), label="Tune", scale=3, elem_id="tune-choice")
-        cancel = gr.Button("Cancel training", scale=1, elem_id="cancel-tune")
+        cancel = gr.Button("Cancel training", scale=1, interactive=False, elem_id="cancel-tune")
         delete = gr.Button("Delete tune", variant="stop", scale=1, elem_id="delete-tune")
     summary = gr.Markdown(elem_id="tune-summary")
     with gr.Row():
@@ -73,7 +73,7 @@ def build(studio: Studio, ctx) -> None:
     timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)  # what the details last showed, so a poll redraws them only on a change
 
-    details = [summary, token, download, strip, step_row, step, photos, seen]
+    details = [summary, token, download, strip, step_row, step, photos, seen, cancel]
 
     def show(tune_id, last=None):
         """The details of `tune_id`, or gr.skip() for each when they did not change."""
@@ -315,7 +315,14 @@ def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool)
     steps = [c["step"] for c in tune["checkpoints"]]
     photos = gr.skip()
     if with_photos:
-        photos = "<p><b>The photos it was made from</b></p>" + photo_cards(studio, studio.tune_photos(tune["id"]))
+        rows = studio.tune_photos(tune["id"])
+        # The set's verdicts, as the Photos tab's report card gave them: a photo of a different
+        # person (or a near duplicate) is fine on its own, so its own inspection says "ok".
+        verdicts = {
+            str(p["id"]): {"level": p["level"], "reasons": p["reasons"]}
+            for p in studio.inspect_photo_set([row["id"] for row in rows], tune["name"])["photos"]
+        }
+        photos = "<p><b>The photos it was made from</b></p>" + photo_cards(studio, rows, verdicts)
     return (
         "\n\n".join(lines),
         studio.tune_token(tune["id"]) if tune["status"] == "SUCCESS" else "",
@@ -325,6 +332,7 @@ def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool)
         gr.Dropdown(choices=steps, value=tune["active_step"]),
         photos,
         signature,
+        gr.Button(interactive=tune["status"] in RUNNING),  # a finished tune has nothing to cancel
     )
 
 
@@ -346,6 +354,7 @@ def _cleared() -> tuple:
         gr.Dropdown(choices=[], value=None),
         "",
         None,
+        gr.Button(interactive=False),
     )
 
 
