@@ -77,3 +77,22 @@ def write_diffusers_lora(path: Path, factors: dict) -> Path:
         safe_serialization=True,
     )
     return path
+
+
+def write_sd15_lora(path: Path) -> Path:
+    """A minimal kohya-layout LoRA whose cross-attention input is 768 wide (SD 1.5's), as a
+    person would upload one: one projection, random factors, an alpha."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    save_file(
+        {
+            f"{key}.lora_down.weight": rng.standard_normal((4, 768)).astype(np.float32),
+            f"{key}.lora_up.weight": rng.standard_normal((320, 4)).astype(np.float32),
+            f"{key}.alpha": np.array(4.0, dtype=np.float32),
+        },
+        str(path),
+    )
+    return path

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from tiny_sdxl import save_tiny_sdxl
 
 from studio.errors import InvalidInput
 from studio.training import (
@@ -227,49 +228,11 @@ def test_export_kohya_refuses_files_that_are_not_diffusers_loras(tmp_path):
 @pytest.mark.slow
 def test_sdxl_lora_trains_and_changes_the_output(tmp_path):
     """The SDXL path (two text encoders, pooled embeddings, time ids) on a tiny SDXL."""
-    import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import StableDiffusionXLPipeline
 
     from studio.demo_model import build_tokenizer
 
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer(tmp_path / "tok")
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-            "num_hidden_layers": 2, "max_position_embeddings": 77, "projection_dim": 32, "hidden_act": "quick_gelu",
-            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
-    pipe = StableDiffusionXLPipeline(
-        vae=AutoencoderKL(
-            block_out_channels=(8, 8, 8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            latent_channels=4,
-        ),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=UNet2DConditionModel(
-            sample_size=8,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=64,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 2),
-            projection_class_embeddings_input_dim=32 + 6 * 8,
-            norm_num_groups=32,
-        ),
-        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
-    )
-    pipe.save_pretrained(tmp_path / "sdxl")
+    save_tiny_sdxl(tmp_path / "sdxl", build_tokenizer(tmp_path / "tok"))
     settings = TrainSettings(**{**SETTINGS.to_json(), "checkpointing_steps": 0, "train_text_encoder": True})
     result = train_lora(tmp_path / "sdxl", "sdxl", _photos(3), settings, tmp_path / "out", title="x", trigger="ohwx")
     assert read_metadata(result.weights)["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"

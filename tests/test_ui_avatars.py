@@ -1,30 +1,13 @@
 """The Avatars & LoRAs tab in a real browser: upload a LoRA, save a style avatar, see and copy
 their tokens, see a bad upload refused with the studio's message, delete."""
 
-import numpy as np
 import pytest
+from lora_files import write_sd15_lora
 from photos import astronaut, encode
 
 from conftest import screenshot
 
 pytestmark = pytest.mark.browser
-
-
-def _sd15_lora(path):
-    """A minimal kohya-layout LoRA whose cross-attention input is 768 wide (SD 1.5's)."""
-    from safetensors.numpy import save_file
-
-    rng = np.random.default_rng(0)
-    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-    save_file(
-        {
-            f"{key}.lora_down.weight": rng.standard_normal((4, 768)).astype(np.float32),
-            f"{key}.lora_up.weight": rng.standard_normal((320, 4)).astype(np.float32),
-            f"{key}.alpha": np.array(4.0, dtype=np.float32),
-        },
-        str(path),
-    )
-    return path
 
 
 def _open_tab(page, live_url):
@@ -37,7 +20,7 @@ def _open_tab(page, live_url):
 def test_upload_a_lora_and_save_a_style_avatar_then_copy_their_tokens(live_url, page, studio, tmp_path):
     _open_tab(page, live_url)
     # 1. A LoRA with trigger words.
-    page.locator("#lora-file input[type=file]").set_input_files(str(_sd15_lora(tmp_path / "toy.safetensors")))
+    page.locator("#lora-file input[type=file]").set_input_files(str(write_sd15_lora(tmp_path / "toy.safetensors")))
     page.locator("#lora-file").get_by_text("toy.safetensors").wait_for()
     page.get_by_label("LoRA name").fill("toy")
     page.get_by_label("Trigger words").fill("toy style, plastic")

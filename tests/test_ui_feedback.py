@@ -4,8 +4,8 @@ what other tabs and API clients made meanwhile; an action that changes something
 
 import logging
 
-import numpy as np
 import pytest
+from lora_files import write_sd15_lora
 from photos import astronaut, encode, friend, mirrored, rotated
 from playwright.sync_api import expect
 
@@ -13,23 +13,6 @@ from studio.prompts import PromptRequest
 from studio.training import TuneRequest
 
 pytestmark = pytest.mark.browser
-
-
-def _sd15_lora(path):
-    """A minimal kohya-layout LoRA whose cross-attention input is 768 wide (SD 1.5's)."""
-    from safetensors.numpy import save_file
-
-    rng = np.random.default_rng(0)
-    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-    save_file(
-        {
-            f"{key}.lora_down.weight": rng.standard_normal((4, 768)).astype(np.float32),
-            f"{key}.lora_up.weight": rng.standard_normal((320, 4)).astype(np.float32),
-            f"{key}.alpha": np.array(4.0, dtype=np.float32),
-        },
-        str(path),
-    )
-    return path
 
 
 def _photos() -> list[tuple[str, bytes]]:
@@ -44,7 +27,7 @@ def _open(page, url: str, tab: str) -> None:
 def test_a_refused_upload_keeps_the_form_readable_and_prints_no_traceback(
     live_url, page, studio, tmp_path, capfd, caplog
 ):
-    lora = _sd15_lora(tmp_path / "toy.safetensors")
+    lora = write_sd15_lora(tmp_path / "toy.safetensors")
     studio.add_adapter("lora", "toy", lora.read_bytes())
     _open(page, live_url, "Avatars & LoRAs")
     page.locator("#adapter-list .card[data-name=toy]").wait_for()
