@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from studio.demo_model import build_tokenizer  # noqa: E402
 from studio.engine import Engine, GenerateRequest, make_scheduler  # noqa: E402
-from studio.training import TrainSettings, train_lora  # noqa: E402
+from studio.training import train_lora  # noqa: E402
+from studio.tune_requests import TrainSettings  # noqa: E402
 
 PROMPT = "a portrait photo of ohwx woman, blue jacket, soft light"
 SCHEDULER = "euler_a"

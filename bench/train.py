@@ -50,7 +50,8 @@ def run_studio(model: str, args) -> float:
     """train_lora with the job worker's own progress and cancel callables."""
     from storage import Store
     from studio.jobs import JobContext
-    from studio.training import TrainSettings, train_lora
+    from studio.training import train_lora
+    from studio.tune_requests import TrainSettings
 
     settings = TrainSettings(
         instance_prompt=PROMPT,

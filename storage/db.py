@@ -25,14 +25,13 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage.status import CANCELED, FAILED, FINISHED, QUEUING, SUCCESS, TRAINING
+
 # Columns stored as JSON text; decoded on read, encoded on write.
 JSON_COLUMNS = frozenset(
     {"args", "characteristics", "inspection", "params", "warnings", "metadata", "likeness", "result"}
 )
 
-# Statuses shared by tunes, prompts and jobs (Novita's names, DESIGN.md §2).
-QUEUING, TRAINING, SUCCESS, FAILED, CANCELED = "QUEUING", "TRAINING", "SUCCESS", "FAILED", "CANCELED"
-FINISHED = frozenset({SUCCESS, FAILED, CANCELED})
 
 migrations = Migrations("avatar-studio")
 

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from studio import packs, prompts, training
+from studio import packs, prompts, tune_requests
 from studio.errors import InvalidInput, StudioError, TooLarge
 from studio.formdata import nest
 
@@ -176,11 +176,13 @@ class TuneFields(BaseModel):
     title: str = Field(description="Unique: a second request with the same title returns the first tune.")
     name: Literal[packs.CLASS_NAMES] = Field(description="The class of the subject.")  # type: ignore[valid-type]
     token: str | None = Field(None, description="The word the subject is learned as (default ohwx).")
-    model_type: Literal[training.MODEL_TYPES] | None = None  # type: ignore[valid-type]
+    model_type: Literal[tune_requests.MODEL_TYPES] | None = None  # type: ignore[valid-type]
     base_tune_id: int | None = Field(None, description="A gallery base model (GET /gallery/tunes).")
-    branch: Literal[training.BRANCHES] | None = Field(None, description="'fast' is the mock mode on the demo model.")  # type: ignore[valid-type]
-    preset: Literal[tuple(training.PRESETS)] | None = None  # type: ignore[valid-type]
-    steps: int | None = Field(None, ge=1, le=training.MAX_STEPS)
+    branch: Literal[tune_requests.BRANCHES] | None = Field(
+        None, description="'fast' is the mock mode on the demo model."
+    )  # type: ignore[valid-type]
+    preset: Literal[tuple(tune_requests.PRESETS)] | None = None  # type: ignore[valid-type]
+    steps: int | None = Field(None, ge=1, le=tune_requests.MAX_STEPS)
     face_crop: bool | None = None
     training_face_correct: bool | None = None
     characteristics: dict[str, str] | None = None
@@ -209,7 +211,7 @@ class PackTuneFields(BaseModel):
     characteristics: dict[str, str] | None = None
     prompt_attributes: dict[str, str] | None = Field(None, description="{'callback': URL} for each prompt.")
     prompts_callback: str | None = None
-    branch: Literal[training.BRANCHES] | None = None  # type: ignore[valid-type]
+    branch: Literal[tune_requests.BRANCHES] | None = None  # type: ignore[valid-type]
     tune_ids: list[int] | None = Field(None, description="Run the pack on these tunes instead.")
     prompt_ids: list[int] | None = Field(None, description="Only these pack prompts.")
 

@@ -45,6 +45,7 @@ from studio.errors import (
 from studio.faces import open_analyzer, resolve_backend
 from studio.inspection import decode_photo, face_crop
 from studio.jobs import CallbackSender, JobContext, JobRunner, Worker, check_callback_url
+from studio.likeness import reference_embedding
 from studio.packs import PackPromptRequest, PackRequest
 from studio.prompts import (
     ParsedPrompt,
@@ -56,23 +57,24 @@ from studio.prompts import (
     parse_prompt,
 )
 from studio.training import (
-    BRANCH_FAMILY,
     KOHYA_NAME,
     RESUME_NAME,
     WEIGHTS_NAME,
     Checkpoint,
-    PromptSpec,
     ResumeStateError,
     TrainedLora,
     TrainingStopped,
+    export_kohya,
+    train_lora,
+)
+from studio.tune_requests import (
+    BRANCH_FAMILY,
+    PromptSpec,
     TrainSettings,
     TuneRequest,
     check_request,
-    export_kohya,
     plan_training,
-    reference_embedding,
     resolved_values,
-    train_lora,
     tune_request_from_fields,
 )
 

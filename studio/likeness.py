@@ -146,7 +146,6 @@ def reference_from_photos(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) 
     """A subject's reference embedding from its photos (RGB uint8 arrays): the unit mean of the
     highest-scoring face of each photo that shows one, as a FaceID tune's is made; None when no
     photo shows a face."""
-    from studio.training import reference_embedding
 
     embeddings = []
     for rgb in photos:
@@ -199,3 +198,14 @@ def describe(record: Mapping[str, Any] | None) -> str:
         return f"{record.get('message') or NO_FACE} ({record['backend']})"
     verdict = "same person" if record["same_person"] else "not a match"
     return f"likeness {record['score']:.3f} · {verdict} (from {record['threshold']:.3f}, {record['backend']})"
+
+
+def reference_embedding(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    """A FaceID tune's identity: the mean of the L2-normalised embeddings, normalised again so
+    it has the unit length IP-Adapter-FaceID expects. float32 of the embeddings' dimension."""
+    if not embeddings:
+        raise ValueError("a reference embedding needs at least one face embedding")
+    units = [np.asarray(e, np.float32).reshape(-1) for e in embeddings]
+    units = [u / max(float(np.linalg.norm(u)), 1e-12) for u in units]
+    mean = np.mean(units, axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from studio import prompts, training
+from studio import prompts, tune_requests
 from studio.errors import InvalidInput
 
 # Characteristics the image inspection reports (Astria's `/images/inspect` keys).
@@ -62,7 +62,7 @@ SUBJECT_CLASSES = frozenset(CLASS_NAMES) - {"style"}
 # A pack's `args` may set these TuneRequest fields for the tunes made from it.
 TRAINING_ARGS = tuple(
     f.name
-    for f in fields(training.TuneRequest)
+    for f in fields(tune_requests.TuneRequest)
     if f.name
     not in {"title", "name", "token", "model_type", "base_tune_id", "branch", "preset", "characteristics", "callback"}
     and not f.name.startswith("prompts")
@@ -185,8 +185,8 @@ def check_pack(request: PackRequest) -> PackRequest:
         raise InvalidInput(
             f"Unknown training arg(s) {', '.join(unknown)}: use {', '.join(TRAINING_ARGS)}.", field="args"
         )
-    training.check_request(
-        training.TuneRequest(
+    tune_requests.check_request(
+        tune_requests.TuneRequest(
             title=title,
             name="person",
             token=token,

@@ -19,7 +19,7 @@ from studio.config import ConfigError, Settings
 from studio.core import Studio
 from studio.engine import GenerateRequest
 from studio.errors import InvalidInput
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 SPACE = {"SPACE_ID": "ann/avatar-studio", "SPACE_HOST": "ann-avatar-studio.hf.space"}

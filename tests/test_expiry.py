@@ -16,7 +16,7 @@ from storage.db import QUEUING
 from studio.config import Settings
 from studio.core import Studio
 from studio.jobs import Worker
-from studio.training import PromptSpec, TuneRequest
+from studio.tune_requests import PromptSpec, TuneRequest
 
 
 def _open(tmp_path, demo_model_dir, **settings) -> Studio:

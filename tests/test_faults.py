@@ -300,7 +300,7 @@ def test_a_missing_default_base_model_is_named_at_start_up_and_refused_at_once(
         with pytest.raises(ModelNotAvailable) as error:
             studio.create_prompt(tune, {"text": "ohwx man", **SMALL})
         assert all(w in error.value.message for w in words) and "pick the demo model" in error.value.message
-        from studio.training import TuneRequest
+        from studio.tune_requests import TuneRequest
 
         with pytest.raises(ModelNotAvailable) as error:
             studio.create_tune(TuneRequest(title="new", name="man"), photos=[])

@@ -15,7 +15,7 @@ from photos import encode, friend, mirrored, rotated
 
 from studio import likeness
 from studio.errors import InvalidInput
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 DEMO_ID = 1
 # Head boxes (x0, y0, x1, y1) in friend(name) at 512 px: the face with a margin around it.

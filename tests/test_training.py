@@ -7,21 +7,23 @@ import pytest
 from tiny_sdxl import save_tiny_sdxl
 
 from studio.errors import InvalidInput
+from studio.likeness import reference_embedding
 from studio.training import (
     KOHYA_NAME,
-    PRESETS,
     RESUME_NAME,
     WEIGHTS_NAME,
     ResumeStateError,
     TrainingStopped,
+    export_kohya,
+    read_metadata,
+    train_lora,
+)
+from studio.tune_requests import (
+    PRESETS,
     TrainSettings,
     TuneRequest,
     check_request,
-    export_kohya,
     plan_training,
-    read_metadata,
-    reference_embedding,
-    train_lora,
     tune_request_from_fields,
 )
 

@@ -25,7 +25,8 @@ from studio.config import Settings
 from studio.core import Studio
 from studio.errors import Busy, Conflict, InvalidInput, NotFound
 from studio.jobs import RESTART_MESSAGE
-from studio.training import TuneRequest, read_metadata
+from studio.training import read_metadata
+from studio.tune_requests import TuneRequest
 
 DEMO_ID = 1  # the embedded demo model in the gallery
 FLUX_ID = 1504944
@@ -498,7 +499,7 @@ def test_a_stopped_training_resumes_and_a_damaged_checkpoint_means_starting_over
 
 
 def _spec(text, **changes):
-    from studio.training import PromptSpec
+    from studio.tune_requests import PromptSpec
 
     return PromptSpec(text=text, params={"num_images": 1, "steps": 4, "w": 64, "h": 64, "seed": 1}, **changes)
 

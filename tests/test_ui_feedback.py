@@ -10,7 +10,7 @@ from photos import astronaut, encode, friend, mirrored, rotated
 from playwright.sync_api import expect
 
 from studio.prompts import PromptRequest
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 pytestmark = pytest.mark.browser
 

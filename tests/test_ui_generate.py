@@ -8,7 +8,7 @@ from photos import encode, friend, mirrored
 from conftest import ROOT, screenshot
 from storage.db import CANCELED, QUEUING, SUCCESS
 from studio.errors import Conflict, InvalidInput
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 DEMO_ID = 1  # the embedded demo model in the gallery
 SMALL = {"steps": 3, "w": 64, "h": 64}

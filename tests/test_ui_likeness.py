@@ -14,7 +14,7 @@ from photos import encode, friend, mirrored, rotated
 from conftest import screenshot
 from storage.db import SUCCESS
 from studio.likeness import similarity_threshold
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 HEADS = {"rachel": (40, 100, 340, 400), "joey": (100, 60, 400, 360)}
 

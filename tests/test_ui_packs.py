@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from conftest import screenshot
 from storage.db import SUCCESS
 from studio.packs import PackPromptRequest, PackRequest
-from studio.training import TuneRequest
+from studio.tune_requests import TuneRequest
 
 pytestmark = pytest.mark.browser
 

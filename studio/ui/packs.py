@@ -19,7 +19,7 @@ from studio.core import Studio
 from studio.errors import InvalidInput, NotFound
 from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
-from studio.training import PRESETS
+from studio.tune_requests import PRESETS
 from studio.ui import board
 from studio.ui.common import EMPTY_PHOTO_SET, Context, guard, on_show
 

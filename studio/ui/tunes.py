@@ -21,7 +21,7 @@ from studio.core import Studio
 from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.packs import CLASS_NAMES
-from studio.training import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
+from studio.tune_requests import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
 from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard, on_show
 from studio.ui.photos import photo_cards
 
