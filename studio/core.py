@@ -31,6 +31,7 @@ from storage import FileStore, Store
 from storage.db import CANCELED, FAILED, FINISHED, QUEUING, SUCCESS, TRAINING, now
 from studio import likeness, packs, zerogpu
 from studio.config import Settings
+from studio.domain import ADAPTER_KINDS
 from studio.errors import (
     Busy,
     Canceled,
@@ -2637,7 +2638,6 @@ class Studio:
         }
 
 
-ADAPTER_KINDS = ("face", "style", "pose", "lora")
 # IP-Adapters, image encoders and ControlNets for real models, per family (hub files).
 HUB_ADAPTERS: dict[str, dict[str, Any]] = {
     "sd15": {

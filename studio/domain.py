@@ -10,8 +10,11 @@ SD15, SDXL = "sd15", "sdxl"
 #: Families the engine and training run today; a gallery entry of another family is listed
 #: but cannot be used here.
 RUNNABLE_FAMILIES = (SD15, SDXL)
+#: What a saved adapter (avatar) is: prompt tokens name them (`<be-face:NAME>`, `<lora:NAME>`…).
+ADAPTER_KINDS = ("face", "style", "pose", "lora")
 
 __all__ = [
+    "ADAPTER_KINDS",
     "CANCELED",
     "FAILED",
     "FINISHED",

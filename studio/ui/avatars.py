@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.core import ADAPTER_KINDS, Studio
+from studio.core import Studio
+from studio.domain import ADAPTER_KINDS
 from studio.errors import InvalidInput
 from studio.ui.common import COPY_JS, card_css, data_url, guard
 
