@@ -317,7 +317,7 @@ async def check_likes(url: str, clients: Sequence[Client], prompt_ids: Sequence[
     disagrees; states a client does not know (a request got no answer) are not checked."""
     import httpx
 
-    from studio.api import env_key_user
+    from studio.services.api_keys import env_key_user
 
     problems = []
     gate = asyncio.Semaphore(16)

@@ -161,6 +161,11 @@ def format_weight(weight: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def make_token(kind: str, ref: str | int, weight: float = 1.0) -> str:
+    """The prompt token of `kind` for `ref` at `weight`, e.g. `<lora:12:1>`, `<be-style:cartoon:0.5>`."""
+    return f"<{kind}:{ref}:{format_weight(weight)}>"
+
+
 def add_trigger_words(text: str, words: list[str] | tuple[str, ...]) -> str:
     """Prefix the trigger words the text does not already contain (whole words, any case)."""
     missing = [w for w in words if w and not re.search(rf"(?<!\w){re.escape(w)}(?!\w)", text, re.IGNORECASE)]

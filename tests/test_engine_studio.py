@@ -9,8 +9,10 @@ import pytest
 from lora_files import lora_factors, write_kohya_lora
 from PIL import Image, ImageDraw
 
+from studio.core import Studio
 from studio.errors import Canceled, Conflict, InvalidInput, NotFound, TooLarge, Unavailable
 from studio.prompts import PromptError, PromptRequest, parse_parameters
+from studio.runtime import Runtime
 
 DEMO = 1  # the embedded demo model's gallery id
 SMALL = {"w": 64, "h": 64, "steps": 3, "num_images": 1, "scheduler": "euler", "seed": 11}
@@ -25,10 +27,12 @@ def engine():
 
 @pytest.fixture
 def gen(studio, engine):
-    """A studio sharing one warm engine across tests: the engine keys a local model by its real
-    path, so each test's linked demo folder is the model already loaded."""
-    studio._engine = engine
-    return studio
+    """A studio sharing one warm engine across tests (injected through its runtime): the engine
+    keys a local model by its real path, so each test's linked demo folder is the model already
+    loaded."""
+    shared = Studio(studio.settings, studio.store, studio.files, Runtime(studio.settings, engine=engine))
+    yield shared
+    shared.queue.close()
 
 
 def png(image: Image.Image) -> bytes:

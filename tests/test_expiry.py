@@ -103,7 +103,7 @@ def test_the_job_worker_sweeps_at_start(expiring):
     tune = studio.create_tune(_tune("Gone"), photos=_photos(3))
     studio.cancel_tune(tune["id"])
     studio.store.update_tune(tune["id"], expires_at="2000-01-01T00:00:00.000Z")
-    assert studio.worker.housekeeping == studio.sweep_expired
+    assert studio.worker.housekeeping == studio.tunes.sweep_expired
     studio.start_worker()
     deadline = time.monotonic() + 30
     while studio.store.get_tune(tune["id"]) is not None:

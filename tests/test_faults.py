@@ -32,6 +32,7 @@ from studio.config import Settings
 from studio.core import Studio
 from studio.errors import InvalidInput, ModelNotAvailable, Unavailable
 from studio.jobs import CallbackSender
+from studio.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = 1  # the embedded demo model's gallery id
@@ -49,10 +50,9 @@ def open_studio(home: Path, demo_model_dir: Path, engine=None, **settings) -> St
     """A studio on a fresh home whose demo model is the session's (linked), sharing `engine`."""
     (home / "models").mkdir(parents=True)
     (home / "models" / "demo").symlink_to(demo_model_dir, target_is_directory=True)
-    studio = Studio.open(Settings(home=home, **settings))
-    if engine is not None:
-        studio._engine = engine  # one warm engine for the module (as tests/test_engine_studio.py)
-    return studio
+    settings = Settings(home=home, **settings)
+    # One warm engine for the module (as tests/test_engine_studio.py), through the runtime.
+    return Studio.open(settings, runtime=Runtime(settings, engine=engine))
 
 
 @pytest.fixture
@@ -496,8 +496,8 @@ def test_a_hung_callback_times_out_and_close_drops_the_ones_still_queued(hanging
 
 def test_a_hung_callback_neither_holds_the_worker_nor_the_studios_close(tmp_path, demo_model_dir, engine, hanging):
     studio = open_studio(tmp_path / "home", demo_model_dir, engine, allow_private_urls=True)
-    studio.callbacks.close()
-    studio.callbacks = CallbackSender(allow_private=True, timeout=2.0)
+    studio.queue.callbacks.close()
+    studio.queue.callbacks = CallbackSender(allow_private=True, timeout=2.0)
     try:
         hooks = [{"text": f"a man {n}", **SMALL, "callback": f"{hanging.url}/hook?n={n}"} for n in range(2)]
         ids = [studio.create_prompt(DEMO, fields)["id"] for fields in hooks]

@@ -11,9 +11,10 @@ from PIL import Image
 
 from studio import packs
 from studio.config import Settings
-from studio.core import ASSETS, Studio
+from studio.core import Studio
 from studio.errors import Conflict, InvalidInput, NotFound
 from studio.packs import PackPromptRequest, PackRequest
+from studio.services.models import ASSETS
 
 STARTERS = {
     "corporate-headshots": {"man", "woman"},

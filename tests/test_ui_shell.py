@@ -26,6 +26,6 @@ def test_create_api_key_in_browser(page, live_url, studio):
     key = key_box.input_value()
     [row] = studio.list_api_keys()
     assert row["owner"] == "key:my-app"
-    from studio.api import key_hash
+    from studio.services.api_keys import key_hash
 
     assert studio.store.api_key_owner(key_hash(key)) == "key:my-app"

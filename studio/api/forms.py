@@ -1,0 +1,201 @@
+"""REST bodies into studio calls: a body's fields and files read (JSON, or multipart with
+Astria's bracketed `tune[...]` names, within the upload limits), and Astria's create requests
+turned into the typed requests `Studio` takes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+
+from studio import packs
+from studio.errors import InvalidInput, TooLarge
+from studio.formdata import nest
+from studio.tune_requests import tune_request_from_fields
+
+if TYPE_CHECKING:
+    from studio.core import Studio
+
+
+async def body(request: Request, root: str) -> tuple[dict[str, Any], dict[str, list[tuple[str, bytes]]]]:
+    """The request's fields under `root` (e.g. 'tune') and its uploaded files.
+
+    JSON bodies may wrap the fields (`{"tune": {...}}`) or not; multipart and urlencoded bodies
+    use bracketed names (`tune[title]`, `tune[images][]`). Files are returned apart from the
+    fields, by the name under `root` (`tune[images][]` -> "images"), as (filename, bytes) in
+    order. Raises TooLarge for a body or file over the upload limits, InvalidInput (field
+    'body') for a body that cannot be read or is not a JSON object."""
+    settings = request.app.state.studio.settings
+    file_limit = settings.max_upload_mb * 2**20
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > file_limit * (settings.max_photos + 1):
+        limit = settings.max_upload_mb * (settings.max_photos + 1)
+        raise TooLarge(f"The request is over {limit} MB: send fewer or smaller photos.", field="body")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = await request.json()
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for json to read
+            raise InvalidInput("The body is not valid JSON.", field="body") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f'The JSON body must be an object, e.g. {{"{root}": {{...}}}}.', field="body")
+        fields = data.get(root, data)
+        return (fields if isinstance(fields, dict) else {}), {}
+    try:
+        form = await request.form()
+    except HTTPException as error:  # Starlette's answer to a malformed multipart body
+        raise InvalidInput(f"The form could not be read: {error.detail}", field="body") from None
+    files: dict[str, list[tuple[str, bytes]]] = {}
+    items = []
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            items.append((key, value))
+            continue
+        name = file_field(key, root)
+        if value.size is not None and value.size > file_limit:
+            raise TooLarge(f"{value.filename or name} is over {settings.max_upload_mb} MB.", field=name)
+        files.setdefault(name, []).append((value.filename or "upload", await value.read()))
+    nested = nest(items)
+    fields = nested.get(root, nested)
+    return (fields if isinstance(fields, dict) else {}), files
+
+
+def create_tune(
+    studio: Studio, fields: Mapping[str, Any], uploads: Sequence[tuple[str, bytes]], *, base_url: str
+) -> dict[str, Any]:
+    """Astria's `POST /tunes`: the tune's fields (JSON values, or multipart's bracketed fields
+    as strings) and its `images` files as (filename, bytes); `image_urls` are fetched by
+    `Studio.create_tune` once everything else is checked."""
+    request = tune_request_from_fields(fields)
+    return studio.create_tune(request, photos=list(uploads), image_urls=fields.get("image_urls"), base_url=base_url)
+
+
+def tune_from_pack(
+    studio: Studio,
+    pack_id: int | str,
+    fields: Mapping[str, Any],
+    uploads: Sequence[tuple[str, bytes]],
+    *,
+    base_url: str,
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """Astria's `POST /p/:id/tunes` (pack by id or slug). With `tune_ids`, the pack's prompts
+    are made on those existing tunes (`Studio.run_pack`) and returned as a list. Otherwise a
+    tune is made from `title`, `name`, the photos (uploads and `image_urls`), `callback`,
+    `characteristics` and `branch`, and runs the pack's prompts of its class once trained
+    (`Studio.tune_from_pack`). Either way each prompt posts to `prompt_attributes.callback`,
+    and `prompts_callback` gets them all once they are done."""
+    prompt_ids = ids(fields.get("prompt_ids"), "prompt_ids")
+    attributes = fields.get("prompt_attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise InvalidInput(
+            'prompt_attributes must be an object such as {"callback": "https://…"}.', field="prompt_attributes"
+        )
+    prompt_callback = text(attributes.get("callback"))
+    tune_ids = ids(fields.get("tune_ids"), "tune_ids")
+    if tune_ids:
+        return studio.run_pack(
+            pack_id,
+            tune_ids,
+            prompt_ids=prompt_ids,
+            prompt_callback=prompt_callback,
+            prompts_callback=text(fields.get("prompts_callback")),
+            base_url=base_url,
+        )
+    title, name = text(fields.get("title")), text(fields.get("name"))
+    for value, field_name in ((title, "title"), (name, "name")):
+        if not value:
+            raise InvalidInput(f"{field_name} is required.", field=field_name)
+    return studio.tune_from_pack(
+        pack_id,
+        list(uploads),
+        name,
+        title,
+        characteristics(fields.get("characteristics")),
+        image_urls=fields.get("image_urls"),
+        prompt_ids=prompt_ids,
+        callback=text(fields.get("callback")),
+        prompt_callback=prompt_callback,
+        prompts_callback=text(fields.get("prompts_callback")),
+        branch=text(fields.get("branch")),
+        base_url=base_url,
+    )
+
+
+def create_prompt(
+    studio: Studio, tune_id: int, fields: Mapping[str, Any], input_image: bytes | None, *, base_url: str
+) -> dict[str, Any]:
+    """Astria's `POST /tunes/:id/prompts`. The input image is the uploaded `input_image` file,
+    else fetched from `input_image_url` (like `image_urls`), else decoded from
+    `input_image_base64` (a data URL)."""
+    extra = ("input_image", "input_image_url", "input_image_base64")
+    values = {key: value for key, value in fields.items() if key not in extra}
+    url, data_url = text(fields.get("input_image_url")), text(fields.get("input_image_base64"))
+    if input_image is None and url:
+        [(_, input_image)] = studio.fetch_photos([url], field="input_image_url")
+    elif input_image is None and data_url:
+        input_image = packs.decode_data_url(data_url, "input_image_base64")
+    if input_image is not None:
+        values["input_image"] = input_image
+    return studio.create_prompt(tune_id, values, base_url=base_url)
+
+
+def inspect(studio: Studio, fields: Mapping[str, Any], upload: bytes | None) -> dict[str, Any]:
+    """Astria's `POST /images/inspect`: one photo (`file`, else `file_url`) of class `name`,
+    which the API requires."""
+    return studio.inspect_photo(upload, text(fields.get("name")) or "", url=text(fields.get("file_url")))
+
+
+def file_field(key: str, root: str) -> str:
+    """The field name of an uploaded file: `tune[images][]` -> 'images', `file` -> 'file'."""
+    parts = [p for p in key.replace("]", "").split("[") if p]
+    if len(parts) > 1 and parts[0] == root:
+        parts = parts[1:]
+    return parts[0] if parts else key
+
+
+def text(value: Any) -> str | None:
+    """A text field of an API request: stripped, None when absent or empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def ids(value: Any, field: str) -> list[int] | None:
+    """A list of ids from JSON (numbers) or a form (`tune_ids[]=1`, or "1,2"); None when
+    absent. InvalidInput naming `field` for anything that is not a positive whole number."""
+    if value is None or value == "" or value == []:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        items = [items]
+    ids = []
+    for item in items:
+        try:
+            number = int(str(item).strip()) if not isinstance(item, bool) else 0
+        except ValueError:
+            number = 0
+        if not 1 <= number < 2**63:
+            raise InvalidInput(f"{field} must be a list of ids (positive whole numbers); got {item!r}.", field=field)
+        ids.append(number)
+    return ids
+
+
+def characteristics(value: Any) -> dict[str, Any] | None:
+    """`characteristics` from JSON (an object), a form (`tune[characteristics][eye_color]=…`)
+    or JSON text; None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
+            value = None
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            'characteristics must be an object of text values, e.g. {"eye_color": "blue eyes"}.',
+            field="characteristics",
+        )
+    return dict(value)

@@ -1,0 +1,294 @@
+"""Prompts: a request checked, stored and queued; its generation run on the engine with
+progress, its images and likeness stored; and the prompt canceled, run again or deleted."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from storage import FileStore, Store
+from storage.db import now
+from studio.config import Settings
+from studio.domain import CANCELED, FAILED, QUEUING, RUNNING, SUCCESS, TRAINING
+from studio.errors import Canceled, Conflict, InvalidInput, NotFound, StudioError, Unavailable
+from studio.images import png_bytes
+from studio.jobs import JobContext, check_callback_url
+from studio.prompts import PromptRequest
+from studio.runtime import Runtime
+from studio.services.likeness import Likeness
+from studio.services.lookups import prompt_row, still_there
+from studio.services.photos import Photos
+from studio.services.queue import JobQueue
+from studio.services.resolution import PromptResolver
+from studio.services.views import Views
+
+log = logging.getLogger(__name__)
+
+
+class Prompts:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        files: FileStore,
+        runtime: Runtime,
+        photos: Photos,
+        resolver: PromptResolver,
+        likeness: Likeness,
+        queue: JobQueue,
+        views: Views,
+    ):
+        self.settings = settings
+        self.store = store
+        self.files = files
+        self.runtime = runtime
+        self.photos = photos
+        self.resolver = resolver
+        self.likeness = likeness
+        self.queue = queue
+        self.views = views
+
+    def create_prompt(
+        self,
+        tune_id: int,
+        request: PromptRequest | Mapping[str, Any],
+        *,
+        orig_prompt_id: int | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Validate `request` (Astria's fields) for tune `tune_id`, store it as a QUEUING prompt
+        and queue it; the job worker runs it with `run_prompt`. Bad text, tokens, fields, images
+        or base models raise a StudioError before anything is stored, and so does a full queue
+        (Busy). On a tune still QUEUING or TRAINING the prompt waits, to be queued once the tune
+        is trained (its tokens are resolved then). `base_url` is where the client reached the
+        studio, kept for the image URLs of its callback. Returns `get_prompt`; a run that fails
+        later shows as FAILED (or CANCELED) with its message."""
+        from studio.engine import random_seed
+
+        if not isinstance(request, PromptRequest):
+            request = PromptRequest.from_dict(request)
+        request.validate()
+        check_callback_url(request.callback)
+        tune = self.resolver.prompt_tune(tune_id)
+        image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
+        seed = request.seed if request.seed is not None else random_seed()
+        ready = tune["status"] == SUCCESS
+        if ready:
+            self.resolver.generate_request(tune, request, seed=seed, input_image=image)
+        params = {**request.params(), "seed": seed}
+        if image is not None:
+            params["input_image_path"] = self.files.put(png_bytes(image), "photos", ".png")
+        # One transaction: a prompt refused by a full queue (Busy) is rolled back, so no prompt
+        # waits for a job never queued, and no concurrent listing sees one that then vanishes.
+        with self.store.transaction():
+            prompt_id = self.store.add_prompt(
+                {
+                    "tune_id": tune_id,
+                    "text": request.text,
+                    "negative_prompt": request.negative_prompt,
+                    "params": params,
+                    "status": QUEUING,
+                    "callback": request.callback,
+                    "orig_prompt_id": orig_prompt_id,
+                    "base_url": base_url,
+                }
+            )
+            self.queue.queue_prompt(prompt_id)
+        return self.views.get_prompt(prompt_id)
+
+    def run_prompt(
+        self,
+        prompt_id: int,
+        on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Generate a stored prompt's images and record the outcome; returns `get_prompt`.
+
+        Self-contained: it reads everything from the database and the file store (tokens are
+        resolved again), so a job worker in any thread can call it. A prompt that already
+        succeeded is returned unchanged. On success the PNGs go to the file store's "outputs"
+        and the prompt becomes SUCCESS with its images in one transaction. A StudioError
+        (Canceled included) is recorded as FAILED (CANCELED) with its message and re-raised; any
+        other error is recorded as FAILED and propagates."""
+        prompt = prompt_row(self.store, prompt_id)
+        if prompt["status"] == SUCCESS:
+            return self.views.get_prompt(prompt_id)
+        self.store.update_prompt(prompt_id, status=TRAINING, progress=0.0, message=None, started_at=now())
+        saved: list[str] = []  # the outputs this run stored, removed again if it fails
+        try:
+            params = prompt["params"] or {}
+            known = {f.name for f in dataclasses.fields(PromptRequest)}
+            request = PromptRequest(
+                text=prompt["text"],
+                negative_prompt=prompt["negative_prompt"] or "",
+                **{k: v for k, v in params.items() if k in known},
+            )
+            image = None
+            if params.get("input_image_path"):
+                image = self.photos.decode_image(self.files.read(params["input_image_path"]), "input_image")
+            generate = self.resolver.generate_request(
+                self.resolver.prompt_tune(prompt["tune_id"]), request, seed=params["seed"], input_image=image
+            )
+            results = self.runtime.generate(
+                generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
+            )
+            images = self._save_outputs(results, saved)
+            # Likeness is scored here, on the worker, so the images arrive with their scores.
+            scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])
+            with self.store.transaction():
+                self.store.finish_prompt(prompt_id, images, warnings=list(results[0].warnings))
+                for index, record in enumerate(scores):
+                    self.store.set_image_likeness(prompt_id, index, record)
+        except StudioError as exc:
+            self._forget_outputs(saved)
+            status = CANCELED if isinstance(exc, Canceled) else FAILED
+            self.store.update_prompt(prompt_id, status=status, message=exc.message, completed_at=now())
+            raise
+        except Exception as exc:
+            log.exception("prompt %s failed", prompt_id)
+            self._forget_outputs(saved)
+            message = f"Internal error ({type(exc).__name__}); the server log has the details."
+            self.store.update_prompt(prompt_id, status=FAILED, message=message, completed_at=now())
+            raise
+        return self.views.get_prompt(prompt_id)
+
+    def _save_outputs(self, results: Sequence[Any], saved: list[str]) -> list[dict[str, Any]]:
+        """Put a run's PNGs in the file store's outputs, appending each path to `saved` as it
+        lands (so a run that fails later can remove them); returns the image records. A full
+        disk raises Unavailable: the OSError itself names server paths, so only the log has it."""
+        images = []
+        try:
+            for index, result in enumerate(results):
+                saved.append(self.files.put(result.png, "outputs", ".png"))
+                size = {"width": result.image.width, "height": result.image.height}
+                images.append({"idx": index, "path": saved[-1], "seed": result.seed, **size})
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            log.error("the images of a prompt could not be saved: %s", exc)
+            raise Unavailable(
+                "The server's disk is full, so the images could not be saved: "
+                "ask its operator to free some space, then run the prompt again."
+            ) from None
+        return images
+
+    def _forget_outputs(self, paths: list[str]) -> None:
+        """Delete the outputs of a failed run that no row refers to (the store is
+        content-addressed: an identical image of another prompt shares the file)."""
+        try:
+            for path in self.store.unreferenced(paths):
+                self.files.delete(path)
+        except Exception:  # the run's own error is the one to report; this is housekeeping
+            log.exception("the images of a failed run could not be removed: %s", paths)
+
+    def list_prompts(
+        self, tune_id: int | None = None, *, limit: int = 100, offset: int = 0, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Prompts newest first (of one tune when given), each as `get_prompt` returns it."""
+        rows = self.store.list_prompts(tune_id=tune_id, limit=limit, offset=offset, before_id=before_id)
+        return still_there(self.views.get_prompt, rows)
+
+    def _progress_writer(self, prompt_id: int, on_step: Callable[[int, int], None] | None):
+        """An `on_step` that records progress on the prompt (at most twice a second, and the
+        last step) and then calls the caller's `on_step`."""
+        last = [0.0]
+
+        def write(step: int, total: int) -> None:
+            moment = time.monotonic()
+            if step >= total or moment - last[0] >= 0.5:
+                last[0] = moment
+                self.store.update_prompt(prompt_id, progress=min(1.0, step / max(total, 1)))
+            if on_step is not None:
+                on_step(step, total)
+
+        return write
+
+    def cancel_prompt(self, prompt_id: int) -> dict[str, Any]:
+        """Cancel a prompt's generation: a queued (or waiting) prompt is CANCELED at once, a
+        running one stops at its next step. Conflict when it already finished."""
+        prompt = prompt_row(self.store, prompt_id)
+        job = self.store.latest_job("generate", prompt_id)
+        if job is not None and job["status"] in RUNNING:
+            job = self.store.cancel_job(job["id"])
+            if job["status"] == CANCELED:
+                self.queue.job_finished(job)
+        elif prompt["status"] == QUEUING:  # waiting for its tune: no job yet
+            self.store.update_prompt(prompt_id, status=CANCELED, message="canceled")
+            self.queue.prompt_finished(prompt_id)
+        else:
+            raise Conflict(f"Prompt {prompt_id} is {prompt['status']}: there is nothing to cancel.", field="prompt_id")
+        return self.views.get_prompt(prompt_id)
+
+    def run_job(self, job: dict, context: JobContext) -> None:
+        """The 'generate' job's handler."""
+        self.run_prompt(job["subject_id"], on_step=context.on_step, should_stop=context.should_stop)
+
+    def prompt_progress(self, prompt_id: int) -> dict[str, Any]:
+        """`get_prompt` plus where its generation is: `queued` (its job waits in the queue; a
+        QUEUING prompt that is not queued waits for its tune's training), `ahead` (unfinished
+        jobs queued before it, 0 once it runs), `step` and `total` (denoising steps done and
+        planned, 0 before it starts) and `eta` (ISO time, None when unknown)."""
+        prompt = self.views.get_prompt(prompt_id)
+        job = self.store.latest_job("generate", prompt_id)
+        waiting = job is not None and job["status"] == QUEUING
+        return {
+            **prompt,
+            "queued": waiting,
+            "step": job["step"] if job else 0,
+            "total": job["total"] if job else 0,
+            "eta": job["eta"] if job and job["status"] in RUNNING else None,
+            "ahead": self.store.jobs_ahead(job["id"]) if waiting else 0,
+        }
+
+    def rerun_prompt(self, prompt_id: int, image_idx: int | None = None) -> dict[str, Any]:
+        """Queue a new prompt like `prompt_id`: same tune, text, negative prompt, parameters and
+        input image. With `image_idx` it makes one image with that image's seed (the same image
+        again, or the effect of what changed since, e.g. another active checkpoint); without, all
+        of them with the same seeds. A prompt made from a pack stays linked to its pack prompt.
+        Returns the new prompt (`get_prompt`); InvalidInput for an image index out of range."""
+        prompt = self.views.get_prompt(prompt_id)
+        params = dict(prompt["params"] or {})
+        if image_idx is not None:
+            if not 0 <= image_idx < len(prompt["seeds"]):
+                raise InvalidInput(
+                    f"Prompt {prompt_id} has {len(prompt['seeds'])} image(s): pick one of them.", field="image_idx"
+                )
+            params.update(seed=prompt["seeds"][image_idx], num_images=1)
+        known = {f.name for f in dataclasses.fields(PromptRequest)} - {"text", "negative_prompt", "callback"}
+        values = {k: v for k, v in params.items() if k in known}
+        if params.get("input_image_path"):
+            values["input_image"] = self.files.read(params["input_image_path"])
+        request = PromptRequest(text=prompt["text"], negative_prompt=prompt["negative_prompt"] or "", **values)
+        return self.create_prompt(prompt["tune_id"], request, orig_prompt_id=prompt["orig_prompt_id"])
+
+    def delete_prompt(
+        self, prompt_id: int, tune_id: int | None = None, *, cancel: bool = False, wait: float = 30.0
+    ) -> None:
+        """Delete a prompt with its images (from disk too, unless another row shows the same
+        file), likes and jobs; its pack's counts drop accordingly. NotFound unless the prompt
+        belongs to `tune_id` when given. While it waits or runs: refused (Conflict: stop it
+        first) unless `cancel`, which cancels it first (its callbacks fire as CANCELED) and
+        gives a running one up to `wait` seconds to stop. The UI and the REST API both delete
+        with `cancel` (Astria's clients have no cancel call)."""
+        prompt = self.store.get_prompt(prompt_id)
+        if prompt is None or (tune_id is not None and prompt["tune_id"] != tune_id):
+            where = f"Tune {tune_id} has no prompt {prompt_id}." if tune_id is not None else ""
+            raise NotFound(where or f"Prompt {prompt_id} does not exist.", field="prompt_id")
+        if prompt["status"] in RUNNING:
+            if not cancel:
+                raise Conflict(
+                    f"Prompt {prompt_id} is {prompt['status']}: stop it first, then delete.", field="prompt_id"
+                )
+            try:
+                self.cancel_prompt(prompt_id)
+            except Conflict:  # it finished meanwhile: nothing to stop
+                pass
+            job = self.store.latest_job("generate", prompt_id)
+            if job is not None and not self.queue.wait_for_job(job["id"], wait):
+                raise Conflict(f"Prompt {prompt_id} is still stopping; try again shortly.", field="prompt_id")
+        for path in self.store.purge_prompt(prompt_id):
+            self.files.delete(path)

@@ -1,0 +1,224 @@
+"""Prompt resolution: a stored or requested prompt, its tune and its tokens turned into the
+engine's `GenerateRequest` — the base model and its adapters, each LoRA/face/style/pose token
+checked and resolved, and the defaults the request left to the base model."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from storage import FileStore, Store
+from studio.config import Settings
+from studio.domain import CANCELED, FAILED, SD15, SDXL, SUCCESS
+from studio.errors import Conflict, NotFound
+from studio.prompts import (
+    ParsedPrompt,
+    PromptError,
+    PromptRequest,
+    Reference,
+    add_trigger_words,
+    format_weight,
+    parse_prompt,
+)
+from studio.services.models import DEMO_SOURCE, BaseModels
+from studio.services.photos import Photos
+
+MOCK_STEPS = 4  # inference steps of prompts on branch=fast (mock mode) tunes, at most
+
+
+class PromptResolver:
+    def __init__(self, settings: Settings, store: Store, files: FileStore, models: BaseModels, photos: Photos):
+        self.settings = settings
+        self.store = store
+        self.files = files
+        self.models = models
+        self.photos = photos
+
+    def prompt_tune(self, tune_id: int) -> dict[str, Any]:
+        tune = self.store.get_tune(tune_id)
+        if tune is None:
+            raise NotFound(f"Tune {tune_id} does not exist.", field="tune_id")
+        if tune["status"] in (FAILED, CANCELED):
+            raise Conflict(f"Tune {tune_id} is {tune['status']}: it cannot make images; train a new one.")
+        return tune
+
+    def generate_request(self, tune: dict[str, Any], request: PromptRequest, *, seed: int, input_image) -> Any:
+        """Resolve a prompt's tokens and defaults into the engine's request.
+
+        The tune's own LoRA or FaceID applies when the text does not name it. Raises
+        PromptError (unknown LoRA, a faceid tune used as a LoRA, one face/style/pose at most…),
+        Conflict for a tune that is not trained, Unavailable for a base model that cannot run."""
+        from studio.engine import GenerateRequest
+
+        # 1. The base model, and where the adapters for its family live.
+        base = self.models.prompt_base(tune)
+        sources = self.models.adapter_sources(base)
+        # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
+        parsed = parse_prompt(request.text)
+        references = [*parsed.references, *self._implicit_references(tune, parsed)]
+        loras, triggers, single = [], [], {}
+        for ref in references:
+            if ref.kind == "lora":
+                name, path, weight, words = self._resolve_lora(ref, base)
+                loras.append((name, path, weight))
+                triggers += words
+                continue
+            slot = "face" if ref.kind in ("face", "faceid") else ref.kind
+            if slot in single:
+                raise PromptError(f"{ref.token}: a prompt takes one {slot} token; remove {single[slot].token} or it.")
+            single[slot] = ref
+        if "pose" in single and request.controlnet:
+            raise PromptError(f"{single['pose'].token} and controlnet both set a pose: keep one.", field="controlnet")
+        # 3. Defaults the request left to the base model.
+        family = base["family"]
+        size = self.settings.demo_size if base["source"] == DEMO_SOURCE else {SD15: 512, SDXL: 1024}[family]
+        scheduler = request.scheduler or base.get("scheduler") or "euler_a"
+        fast = scheduler in ("lcm", "tcd")
+        steps = request.steps or (8 if fast else 30)
+        width, height = request.w or size, request.h or size
+        if tune.get("branch") == "fast":
+            # Mock mode (Astria's free test mode): few steps and at most the demo model's size,
+            # whatever the request asks, so a client's end-to-end test takes seconds.
+            steps = min(steps, MOCK_STEPS)
+            width, height = min(width, self.settings.demo_size), min(height, self.settings.demo_size)
+        # 4. Adapters with their inputs; an input image is a control image, a start image or both.
+        options: dict[str, Any] = {}
+        if "face" in single:
+            embedding, adapter, scale = self._resolve_face(single["face"], base, sources)
+            options.update(faceid_embedding=embedding, faceid_adapter=adapter, faceid_scale=scale)
+        if "style" in single:
+            image, scale = self._adapter_image("style", single["style"])
+            options.update(style_image=image, style_adapter=sources["style"], style_scale=scale)
+            options["image_encoder"] = sources["image_encoder"]
+        if "pose" in single:
+            image, scale = self._adapter_image("pose", single["pose"])
+            options.update(control_image=image, controlnet=sources["controlnet"]["pose"])
+            options["controlnet_conditioning_scale"] = scale
+        if input_image is not None and request.controlnet:
+            options.update(
+                control_image=input_image,
+                controlnet=sources["controlnet"][request.controlnet],
+                controlnet_conditioning_scale=request.controlnet_conditioning_scale,
+                control_mode="canny" if request.controlnet == "canny" else "auto",
+            )
+        if input_image is not None and not (request.controlnet and request.controlnet_txt2img):
+            options.update(init_image=input_image, strength=request.denoising_strength)
+        # 5. The engine's request; the PNGs record the text as written, tokens included.
+        return GenerateRequest(
+            model=self.models.model_path(base),
+            family=family,
+            prompt=add_trigger_words(parsed.text, triggers),
+            negative_prompt=request.negative_prompt,
+            num_images=request.num_images,
+            seed=seed,
+            num_inference_steps=steps,
+            guidance_scale=request.cfg_scale if request.cfg_scale is not None else (1.5 if fast else 7.0),
+            width=width,
+            height=height,
+            scheduler=scheduler,
+            loras=tuple(loras),
+            super_resolution=request.super_resolution,
+            face_correct=request.face_correct,
+            face_swap=request.face_swap,
+            model_name=base["title"],
+            parameters_prompt=request.text,
+            **options,
+        )
+
+    def _implicit_references(self, tune: dict[str, Any], parsed: ParsedPrompt) -> list[Reference]:
+        """A prompt posted to a LoRA or FaceID tune uses that tune unless its text names it."""
+        kind = tune["model_type"]
+        if kind not in ("lora", "faceid"):
+            return []
+        if any(r.kind == kind and r.tune_id == tune["id"] for r in parsed.references):
+            return []
+        return [Reference(kind, str(tune["id"]), 1.0, f"<{kind}:{tune['id']}:1>")]
+
+    def _referenced_tune(self, ref: Reference, kind: str) -> dict[str, Any]:
+        """The trained tune of `kind` that `ref` names, or the error saying what is wrong."""
+        if ref.tune_id is None:
+            raise PromptError(f"{ref.token}: '{ref.ref}' is not a tune id.")
+        tune = self.store.get_tune(ref.tune_id)
+        if tune is None:
+            raise PromptError(f"{ref.token}: there is no tune {ref.ref}.")
+        if tune["model_type"] != kind:
+            hint = {
+                "lora": f"use <lora:{ref.ref}:{format_weight(ref.weight)}>",
+                "faceid": f"use <faceid:{ref.ref}:{format_weight(ref.weight)}>",
+                "checkpoint": "it is a base model: post the prompt to it instead",
+            }.get(tune["model_type"], "use a token of its kind")
+            raise PromptError(f"{ref.token}: {ref.kind} {ref.ref} is a {tune['model_type']} tune; {hint}.")
+        if tune["status"] != SUCCESS:
+            raise Conflict(f"{ref.token}: tune {ref.ref} is {tune['status']}; use it once it is trained.", field="text")
+        return tune
+
+    def _resolve_lora(self, ref: Reference, base: dict[str, Any]) -> tuple[str, str, float, list[str]]:
+        """(name, absolute weights path, weight, trigger words) for a LoRA token."""
+        if ref.tune_id is not None:
+            tune = self._referenced_tune(ref, "lora")
+            if not tune.get("weights_path"):
+                raise Conflict(f"{ref.token}: tune {ref.ref} has no weights yet.", field="text")
+            family = tune.get("family") or self._tune_base_family(tune)
+            name, path, words = tune["title"], tune["weights_path"], [tune.get("token") or "ohwx"]
+            weight = ref.weight
+        else:
+            adapter = self.store.get_adapter("lora", ref.ref)
+            if adapter is None:
+                raise PromptError(f"{ref.token}: unknown LoRA '{ref.ref}'; upload it under Adapters or use a tune id.")
+            family, name, path = adapter["family"], ref.ref, adapter["path"]
+            words = list((adapter["metadata"] or {}).get("trigger_words") or [])
+            weight = _weight(ref, adapter)
+        if family and family != base["family"]:
+            raise PromptError(
+                f"{ref.token}: LoRA '{name}' is for {family} but {base['title']} is {base['family']}; "
+                "use a LoRA made for this base model."
+            )
+        return name, str(self.files.path(path)), weight, words
+
+    def _tune_base_family(self, tune: dict[str, Any]) -> str:
+        base_id = tune.get("base_tune_id")
+        base = self.store.get_tune(base_id) if base_id else None
+        return (base or self.models.default_base_model())["family"]
+
+    def _resolve_face(
+        self, ref: Reference, base: dict[str, Any], sources: dict
+    ) -> tuple[tuple[float, ...], str, float]:
+        """(unit face embedding, FaceID adapter for its size, scale) for a faceid or face token."""
+        if ref.kind == "faceid":
+            tune = self._referenced_tune(ref, "faceid")
+            if not tune.get("embedding_path"):
+                raise Conflict(f"{ref.token}: tune {ref.ref} has no reference embedding yet.", field="text")
+            path, weight = tune["embedding_path"], ref.weight
+        else:
+            adapter = self.store.get_adapter("face", ref.ref)
+            if adapter is None:
+                raise PromptError(f"{ref.token}: unknown face '{ref.ref}'; save it under Adapters first.")
+            path, weight = adapter["metadata"]["embedding_path"], _weight(ref, adapter)
+        vector = np.load(io.BytesIO(self.files.read(path)), allow_pickle=False).astype(np.float64)
+        if vector.ndim == 2:
+            vector = vector.mean(axis=0)
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        adapters = sources["faceid"]
+        if str(vector.size) not in adapters:
+            sizes = ", ".join(adapters) or "none"
+            raise PromptError(
+                f"{ref.token}: the face embedding has {vector.size} values but {base['title']}'s FaceID "
+                f"adapter expects {sizes}; make the face with the matching face backend "
+                "(insightface gives 512, dlib 128)."
+            )
+        return tuple(float(v) for v in vector), adapters[str(vector.size)], weight
+
+    def _adapter_image(self, kind: str, ref: Reference) -> tuple[Any, float]:
+        """(image, scale) of a saved style or pose."""
+        adapter = self.store.get_adapter(kind, ref.ref)
+        if adapter is None:
+            raise PromptError(f"{ref.token}: unknown {kind} '{ref.ref}'; save it under Adapters first.")
+        return self.photos.decode_image(self.files.read(adapter["path"]), kind), _weight(ref, adapter)
+
+
+def _weight(ref: Reference, adapter: Mapping[str, Any]) -> float:
+    """The token's weight, or the saved adapter's default when the token gave none."""
+    return ref.weight if ref.explicit else float(adapter["weight"])

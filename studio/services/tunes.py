@@ -1,0 +1,382 @@
+"""Tunes: made from uploads, stored photos or image URLs (a LoRA queued for training, or a
+FaceID tune ready at once with its reference embedding), listed, canceled, deleted with
+everything they made, expired, and their checkpoints and files."""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage import FileStore, Store
+from storage.db import now
+from studio import packs, zerogpu
+from studio.config import Settings
+from studio.domain import CANCELED, QUEUING, RUNNABLE_FAMILIES, RUNNING, SUCCESS, TRAINING
+from studio.errors import Conflict, InvalidInput, ModelNotAvailable, NotFound, TooLarge
+from studio.jobs import check_callback_url
+from studio.likeness import reference_embedding
+from studio.prompts import PromptRequest, make_token
+from studio.runtime import Runtime
+from studio.services.lookups import still_there, timestamp, user_tune
+from studio.services.models import DEMO_SOURCE, BaseModels
+from studio.services.photos import Photos
+from studio.services.prompts import Prompts
+from studio.services.queue import JobQueue
+from studio.services.views import Views
+from studio.training import KOHYA_NAME, export_kohya
+from studio.tune_requests import (
+    BRANCH_FAMILY,
+    PromptSpec,
+    TuneRequest,
+    check_request,
+    plan_training,
+    resolved_values,
+)
+
+log = logging.getLogger(__name__)
+
+#: The branch a tune records for its base model's family (Astria's names).
+FAMILY_BRANCH = {family: branch for branch, family in BRANCH_FAMILY.items()}
+
+
+class Tunes:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        files: FileStore,
+        runtime: Runtime,
+        models: BaseModels,
+        photos: Photos,
+        prompts: Prompts,
+        queue: JobQueue,
+        views: Views,
+    ):
+        self.settings = settings
+        self.store = store
+        self.files = files
+        self.runtime = runtime
+        self.models = models
+        self.photos = photos
+        self.prompts = prompts
+        self.queue = queue
+        self.views = views
+
+    def create_tune(
+        self,
+        request: TuneRequest,
+        photos: list[tuple[str, bytes]] | None = None,
+        photo_ids: list[int] | None = None,
+        *,
+        image_urls: Sequence[str] | str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a LoRA or FaceID tune from photos: uploads as (filename, bytes), ids of photos
+        already stored, and/or `image_urls` to fetch. Returns the tune as `tune_json` shows it
+        plus `rejections` (the uploads refused, each with a reason). A title in use returns that
+        tune unchanged (Astria's idempotency). A LoRA tune is queued for training; a FaceID tune
+        is SUCCESS at once. The request's prompts are created with the tune and run when it is
+        ready. `base_url` is where the client reached the studio (the API request's), kept for
+        the URLs in callbacks. Everything that can be checked — the fields, the class (`name`,
+        one of packs.CLASS_NAMES), the number of photos (at most max_photos, else TooLarge) —
+        is checked before a photo is fetched or anything is stored. Raises InvalidInput naming
+        the field, NotFound (base model, photo), Busy (queue full)."""
+        # 1. Check the request; a title in use answers with its tune.
+        check_request(request)
+        if request.name not in packs.CLASS_NAMES:
+            raise InvalidInput(
+                f"name {request.name!r} is not a class the studio knows: use one of {', '.join(packs.CLASS_NAMES)}.",
+                field="name",
+            )
+        urls = self.photos.photo_urls(image_urls, len(photos or []) + len(photo_ids or []))
+        if request.model_type == "lora" and self.runtime.zero_gpu:
+            raise InvalidInput(zerogpu.TRAINING_REFUSED, field="model_type")
+        for url, field_name in [(request.callback, "callback"), (request.prompts_callback, "prompts_callback")]:
+            check_callback_url(url, field_name)
+        for spec in request.prompts:
+            check_callback_url(spec.callback, "prompts")
+            PromptRequest.from_dict(_prompt_fields(spec)).validate()
+        existing = self.store.find_tune_by_title(request.title.strip())
+        if existing is not None:
+            return {**self.views.tune_json(existing["id"]), "rejections": []}
+        # 2. The base model and the photos.
+        base = self._tune_base_model(request)
+        if urls:
+            photos = [*(photos or []), *self.photos.fetch_photos(urls)]
+        rows, rejections = self._tune_photos(photos, photo_ids, request.name)
+        # 3. The tune: FaceID is ready now; a LoRA tune is queued for training.
+        record = {
+            "title": request.title.strip(),
+            "name": request.name,
+            "token": request.token,
+            "model_type": request.model_type,
+            "base_tune_id": base["id"],
+            "family": base["family"],
+            "branch": request.branch or FAMILY_BRANCH.get(base["family"]),
+            "characteristics": dict(request.characteristics or {}),
+            "callback": request.callback,
+            "prompts_callback": request.prompts_callback,
+            "base_url": base_url,
+            "expires_at": self._expiry(),
+        }
+        if request.model_type == "faceid":
+            tune_id, created = self._create_faceid_tune(record, rows, request)
+        else:
+            tune_id, created = self._create_lora_tune(record, rows, request, base)
+        if not created:  # the same title was created meanwhile
+            return {**self.views.tune_json(tune_id), "rejections": []}
+        # 4. Its prompts: they run when the tune is ready (at once for FaceID).
+        prompt_ids = [self._create_tune_prompt(tune_id, spec) for spec in request.prompts]
+        tune = self.store.get_tune(tune_id)
+        self.store.update_tune(tune_id, args={**tune["args"], "prompt_ids": prompt_ids})
+        self.queue.send_prompts_callback(tune_id)
+        if request.model_type == "faceid":
+            self.queue.tune_finished(tune_id)
+        return {**self.views.tune_json(tune_id), "rejections": [r.to_json() for r in rejections]}
+
+    def _tune_base_model(self, request: TuneRequest) -> dict[str, Any]:
+        """The base model a tune trains on (or a FaceID tune generates on). branch=fast is the
+        mock mode: the embedded demo model whatever base_tune_id says."""
+        if request.branch == "fast":
+            return next(m for m in self.models.base_models() if m["source"] == DEMO_SOURCE)
+        base = (
+            self.models.default_base_model()
+            if request.base_tune_id is None
+            else self.models.base_model(request.base_tune_id)
+        )
+        if base["family"] not in RUNNABLE_FAMILIES:
+            raise InvalidInput(
+                f"{base['title']} ({base['family']}) cannot be trained or used here; pick an SD 1.5 or SDXL "
+                "base model, or use branch=fast for the mock mode.",
+                field="base_tune_id",
+            )
+        wanted = BRANCH_FAMILY.get(request.branch or "")
+        if wanted and wanted != base["family"]:
+            raise InvalidInput(
+                f"branch {request.branch} does not match the base model {base['title']} ({base['family']}).",
+                field="branch",
+            )
+        # A LoRA trains on the base model, and prompts made with any tune run on it: one that
+        # cannot load here is refused now rather than failing in the queue. (A FaceID tune
+        # alone never loads it: Astria clients pass 690204 there by habit.)
+        if (request.model_type == "lora" or request.prompts) and (reason := self.models.why_not_here(base)):
+            raise ModelNotAvailable(f"{reason}, or use branch=fast for the mock mode.", field="base_tune_id")
+        return base
+
+    def _tune_photos(
+        self, photos: list[tuple[str, bytes]] | None, photo_ids: list[int] | None, name: str
+    ) -> tuple[list[dict], list]:
+        rows, rejections = [], []
+        if photos:
+            rows, rejections = self.photos.add_photos(photos)
+        for photo_id in photo_ids or []:
+            row = self.store.get_photo(photo_id)
+            if row is None:
+                raise NotFound(f"Photo {photo_id} does not exist; upload it again.", field="photo_ids")
+            rows.append(row)
+        rows = list({row["id"]: row for row in rows}.values())
+        if not rows:
+            reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejections)
+            raise InvalidInput(
+                f"A tune needs at least one usable photo of the {name}." + (f" Refused: {reasons}" if reasons else ""),
+                field="images",
+            )
+        if len(rows) > self.settings.max_photos:
+            raise TooLarge(f"At most {self.settings.max_photos} photos per tune (got {len(rows)}).", field="images")
+        return rows, rejections
+
+    def _create_lora_tune(self, record: dict, rows: list[dict], request: TuneRequest, base: dict) -> tuple[int, bool]:
+        settings = plan_training(request, num_images=len(rows), native_resolution=self.models.native_resolution(base))
+        values = resolved_values(request)
+        args = {
+            "preset": request.preset,
+            "training": settings.to_json(),
+            "face_crop": bool(values["face_crop"]),
+            "face_crop_ratio": float(values["face_crop_ratio"]),
+            "face_restore": bool(values["face_restore"]),
+            "warnings": [],
+        }
+        with self.store.transaction():
+            tune_id, created = self.store.add_tune_unless_titled({**record, "status": QUEUING, "args": args})
+            if created:
+                self.store.link_photos(tune_id, [row["id"] for row in rows])
+                self.queue.enqueue("train", tune_id)
+        return tune_id, created
+
+    def _create_faceid_tune(self, record: dict, rows: list[dict], request: TuneRequest) -> tuple[int, bool]:
+        """A FaceID tune: the reference embedding of the photos that show a face, stored as .npy;
+        no training. InvalidInput when no photo shows a face."""
+        analyzer = self.runtime.face_analyzer
+        embeddings, faceless = [], []
+        for row in rows:
+            rgb = np.asarray(self.photos.photo_image(row))
+            faces = analyzer.detect(rgb)
+            if faces:
+                embeddings.append(analyzer.embed(rgb, faces[0]))
+            else:
+                faceless.append(row.get("filename") or f"photo {row['id']}")
+        if not embeddings:
+            raise InvalidInput(
+                f"FaceID needs photos that show a face clearly; none was found in {len(rows)} photo(s). "
+                "Upload well-lit photos where the face is at least 100 pixels wide.",
+                field="images",
+            )
+        buffer = io.BytesIO()
+        np.save(buffer, reference_embedding(embeddings), allow_pickle=False)
+        warnings = [f"no face found in {name}; not used" for name in faceless]
+        stamp = now()
+        tune = {
+            **record,
+            "status": SUCCESS,
+            "progress": 1.0,
+            "embedding_path": self.files.put(buffer.getvalue(), "embeddings", ".npy"),
+            "face_backend": analyzer.name,
+            "started_training_at": stamp,
+            "trained_at": stamp,
+            "args": {"faces": len(embeddings), "warnings": warnings},
+        }
+        with self.store.transaction():
+            tune_id, created = self.store.add_tune_unless_titled(tune)
+            if created:
+                self.store.link_photos(tune_id, [row["id"] for row in rows])
+        return tune_id, created
+
+    def _create_tune_prompt(self, tune_id: int, spec: PromptSpec) -> int:
+        return self.prompts.create_prompt(tune_id, _prompt_fields(spec), orig_prompt_id=spec.orig_prompt_id)["id"]
+
+    def get_tune(self, tune_id: int, base_url: str | None = None) -> dict[str, Any]:
+        return self.views.tune_json(tune_id, base_url)
+
+    def list_tunes(
+        self, *, limit: int = 100, offset: int = 0, before_id: int | None = None, base_url: str | None = None
+    ) -> list[dict[str, Any]]:
+        """User tunes, newest first (those with an id under `before_id` when given), as
+        `tune_json` shows them."""
+        rows = self.store.list_tunes(limit=limit, offset=offset, before_id=before_id)
+        return still_there(lambda tune_id: self.views.tune_json(tune_id, base_url), rows)
+
+    def tune_checkpoints(self, tune_id: int) -> list[dict[str, Any]]:
+        """The tune's checkpoints (rows with weights_path, sample_path, loss), by step; the UI
+        shows their samples as a strip to pick the best step."""
+        user_tune(self.store, tune_id)
+        return self.store.tune_checkpoints(tune_id)
+
+    def cancel_tune(self, tune_id: int) -> dict[str, Any]:
+        """Cancel a tune's training: a queued tune is CANCELED at once, a running one stops at its
+        next step. Conflict when there is nothing to cancel (FaceID, already finished)."""
+        tune = user_tune(self.store, tune_id)
+        job = self.store.latest_job("train", tune_id)
+        if job is None or job["status"] not in RUNNING:
+            raise Conflict(f"Tune {tune_id} is {tune['status']}: there is no training to cancel.", field="tune_id")
+        job = self.store.cancel_job(job["id"])
+        if job["status"] == CANCELED:
+            self.queue.job_finished(job)
+        return self.views.tune_json(tune_id)
+
+    def delete_tune(self, tune_id: int, *, cancel: bool = False, wait: float = 30.0) -> None:
+        """Delete a tune with its photos (unless another tune uses them), crops, weights,
+        embeddings, checkpoints, prompts, images and likes, on disk too. While its training or
+        one of its prompts runs: refused (Conflict: cancel it first) unless `cancel`, which
+        cancels the tune's training and unfinished prompts first. A run that was asked to stop
+        is given up to `wait` seconds to do so. The UI and the REST API both delete with
+        `cancel` (Astria's clients have no cancel call); base models are not deletable
+        (NotFound)."""
+        user_tune(self.store, tune_id)
+        if cancel:
+            for job in self.store.tune_jobs(tune_id):
+                self.store.cancel_job(job["id"])
+        for job in self.store.tune_jobs(tune_id):
+            if job["status"] != TRAINING:
+                continue
+            what = f"tune {tune_id} is training" if job["kind"] == "train" else f"prompt {job['subject_id']} is running"
+            if not job["cancel_requested"]:
+                raise Conflict(f"Cannot delete: {what}. Cancel it first, then delete.", field="tune_id")
+            if not self.queue.wait_for_job(job["id"], wait):
+                raise Conflict(f"Cannot delete yet: {what} and is still stopping; try again shortly.", field="tune_id")
+        for path in self.store.purge_tune(tune_id):
+            self.files.delete(path)
+
+    def _expiry(self) -> str | None:
+        """`expires_at` for a tune made now: STUDIO_TUNE_EXPIRY_DAYS from now, None when 0."""
+        days = self.settings.tune_expiry_days
+        return timestamp(datetime.now(UTC) + timedelta(days=days)) if days else None
+
+    def sweep_expired(self, now: datetime | None = None) -> list[int]:
+        """Delete every tune whose `expires_at` has passed at `now` (default: now, UTC) with
+        everything it made, as Astria's DELETE does (`api_delete_tune`: its jobs are canceled
+        first). Returns the ids deleted. A tune whose run does not stop in time stays for the next
+        sweep. The job worker runs this daily (Worker housekeeping); a date a tune was given is
+        kept even if STUDIO_TUNE_EXPIRY_DAYS changes later, since its owner was shown it."""
+        deleted = []
+        for tune_id in self.store.expired_tunes(timestamp(now or datetime.now(UTC))):
+            try:
+                self.delete_tune(tune_id, cancel=True)
+            except (Conflict, NotFound) as error:
+                log.warning("expired tune %s not deleted yet: %s", tune_id, error.message)
+                continue
+            deleted.append(tune_id)
+        if deleted:
+            log.info("deleted %d expired tune(s): %s", len(deleted), ", ".join(map(str, deleted)))
+        return deleted
+
+    def set_active_checkpoint(self, tune_id: int, step: int) -> dict[str, Any]:
+        """Use the weights saved at `step` for generation (and as the kohya copy) from now on."""
+        tune = user_tune(self.store, tune_id)
+        checkpoint = self.store.get_checkpoint(tune_id, step)
+        if checkpoint is None:
+            steps = ", ".join(str(c["step"]) for c in self.store.tune_checkpoints(tune_id)) or "none yet"
+            raise NotFound(f"Tune {tune_id} has no checkpoint at step {step} (steps: {steps}).", field="step")
+        scratch = self.files.scratch_dir()
+        try:
+            kohya = export_kohya(
+                self.files.path(checkpoint["weights_path"]), scratch / KOHYA_NAME, family=tune["family"]
+            )
+            kohya_path = self.files.put_file(kohya, "weights")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.store.update_tune(
+            tune_id, weights_path=checkpoint["weights_path"], kohya_path=kohya_path, active_step=step
+        )
+        for path in self.store.unreferenced([tune["kohya_path"]] if tune["kohya_path"] else []):
+            self.files.delete(path)
+        return self.views.tune_json(tune_id)
+
+    def tune_photos(self, tune_id: int) -> list[dict[str, Any]]:
+        """The photos a tune was made from, in upload order."""
+        user_tune(self.store, tune_id)
+        return self.store.tune_photos(tune_id)
+
+    def tune_photo_file(self, tune_id: int, photo_id: int) -> Path:
+        """The stored file of one of the tune's photos (what `orig_images` links to). NotFound
+        unless the photo belongs to that tune, so a URL cannot be bent to another tune's photo."""
+        photo = next((p for p in self.tune_photos(tune_id) if p["id"] == photo_id), None)
+        if photo is None:
+            raise NotFound(f"Tune {tune_id} has no photo {photo_id}.", field="photo_id")
+        return self.files.path(photo["path"])
+
+    def tune_token(self, tune_id: int, weight: float = 1.0) -> str:
+        """The prompt token that uses a LoRA or FaceID tune, e.g. `<lora:12:1>`."""
+        tune = user_tune(self.store, tune_id)
+        return make_token(tune["model_type"], tune["id"], weight)
+
+    def lora_file(self, tune_id: int) -> Path:
+        """The trained tune's LoRA in kohya/A1111 layout (what other tools load), at its active
+        checkpoint. Conflict when the tune has no LoRA (FaceID, or not trained yet)."""
+        tune = user_tune(self.store, tune_id)
+        if not tune.get("kohya_path"):
+            what = "a FaceID tune: it has no LoRA" if tune["model_type"] == "faceid" else f"{tune['status']}"
+            raise Conflict(f"Tune {tune_id} is {what}; download its LoRA once it is trained.", field="tune_id")
+        return self.files.path(tune["kohya_path"])
+
+
+def _prompt_fields(spec: PromptSpec) -> dict[str, Any]:
+    """A tune's prompt spec as the fields `create_prompt` takes."""
+    fields = {**spec.params, "text": spec.text, "negative_prompt": spec.negative_prompt, "callback": spec.callback}
+    return {k: v for k, v in fields.items() if v is not None}
