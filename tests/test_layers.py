@@ -9,6 +9,7 @@ import ast
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 PACKAGES = ("studio", "storage")
@@ -115,11 +116,7 @@ def test_storage_imports_nothing_of_studio(graph):
 
 @pytest.mark.parametrize("face", ["studio.ui", "studio.api"])
 def test_ui_and_api_import_neither_storage_nor_the_torch_flows(graph, face):
-    bad = {
-        m: sorted(t for t in ts if within(t, "storage", *TORCH_FLOWS))
-        for m, ts in graph.items()
-        if within(m, face)
-    }
+    bad = {m: sorted(t for t in ts if within(t, "storage", *TORCH_FLOWS)) for m, ts in graph.items() if within(m, face)}
     assert {m: ts for m, ts in bad.items() if ts} == {}
 
 
