@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from storage import FileStore, Store
-from storage.db import CANCELED, FAILED, FINISHED, QUEUING, SUCCESS, TRAINING, now
+from storage.database import now
+from storage.status import CANCELED, FAILED, FINISHED, QUEUING, SUCCESS, TRAINING
 from studio import likeness, packs, zerogpu
 from studio.config import Settings
 from studio.domain import ADAPTER_KINDS
