@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from storage.db import CANCELED, FAILED, QUEUING, SUCCESS, Store
+from storage import Store
+from storage.status import CANCELED, FAILED, QUEUING, SUCCESS
 from studio.errors import InvalidInput, StudioError
 
 log = logging.getLogger(__name__)

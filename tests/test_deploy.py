@@ -13,7 +13,7 @@ from api_helpers import live_studio
 from photos import encode, friend, mirrored
 
 from conftest import ROOT
-from storage.db import SUCCESS
+from storage.status import SUCCESS
 from studio import zerogpu
 from studio.config import ConfigError, Settings
 from studio.core import Studio

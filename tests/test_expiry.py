@@ -12,7 +12,7 @@ from cascade import owned_ids, stored_files, tune_rows
 from photos import encode
 from PIL import Image
 
-from storage.db import QUEUING
+from storage.status import QUEUING
 from studio.config import Settings
 from studio.core import Studio
 from studio.jobs import Worker

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from storage.db import CANCELED, FAILED, QUEUING, SUCCESS, TRAINING
+from storage.status import CANCELED, FAILED, QUEUING, SUCCESS, TRAINING
 from studio.errors import Busy, InvalidInput
 from studio.jobs import MAX_ATTEMPTS, RESTART_MESSAGE, CallbackSender, JobContext, Worker, check_callback_url
 

@@ -9,7 +9,8 @@ import threading
 import pytest
 from sqlite_utils import Database
 
-from storage.db import Store, migrations
+from storage import Store
+from storage.migrations import migrations
 from studio.config import Settings
 from studio.core import Studio
 from studio.errors import InvalidInput, NotFound

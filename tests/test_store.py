@@ -2,7 +2,8 @@ import random
 import sqlite3
 import threading
 
-from storage.db import Store, migrations
+from storage import Store
+from storage.migrations import migrations
 
 
 def _tune(store, title="Jane"):

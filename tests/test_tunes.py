@@ -20,7 +20,7 @@ from cascade import owned_ids, tune_rows
 from photos import coffee, encode, friend, mirrored
 
 from conftest import ROOT
-from storage.db import CANCELED, FAILED, QUEUING, SUCCESS, TRAINING
+from storage.status import CANCELED, FAILED, QUEUING, SUCCESS, TRAINING
 from studio.config import Settings
 from studio.core import Studio
 from studio.errors import Busy, Conflict, InvalidInput, NotFound

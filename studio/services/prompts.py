@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from storage import FileStore, Store
-from storage.db import now
+from storage.database import now
 from studio.config import Settings
 from studio.domain import CANCELED, FAILED, QUEUING, RUNNING, SUCCESS, TRAINING
 from studio.errors import Canceled, Conflict, InvalidInput, NotFound, StudioError, Unavailable

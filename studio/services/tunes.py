@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from storage import FileStore, Store
-from storage.db import now
+from storage.database import now
 from studio import packs, zerogpu
 from studio.config import Settings
 from studio.domain import CANCELED, QUEUING, RUNNABLE_FAMILIES, RUNNING, SUCCESS, TRAINING
@@ -310,7 +310,7 @@ class Tunes:
 
     def sweep_expired(self, now: datetime | None = None) -> list[int]:
         """Delete every tune whose `expires_at` has passed at `now` (default: now, UTC) with
-        everything it made, as Astria's DELETE does (`api_delete_tune`: its jobs are canceled
+        everything it made, as Astria's DELETE does (`delete_tune(cancel=True)`: its jobs are canceled
         first). Returns the ids deleted. A tune whose run does not stop in time stays for the next
         sweep. The job worker runs this daily (Worker housekeeping); a date a tune was given is
         kept even if STUDIO_TUNE_EXPIRY_DAYS changes later, since its owner was shown it."""

@@ -104,7 +104,7 @@ class Views:
             "message": tune["message"],
             "warnings": args.get("warnings", []),
             "eta": job["eta"] if job and job["status"] in RUNNING else tune["trained_at"],
-            # Photos and weights are private: these routes need the API key (studio/api.py).
+            # Photos and weights are private: these routes need the API key (studio/api/routes.py).
             "ckpt_url": ckpt_url,
             "ckpt_urls": [ckpt_url] if ckpt_url else [],
             "orig_images": [f"{base}/tunes/{tune_id}/photos/{p['id']}" for p in self.store.tune_photos(tune_id)],

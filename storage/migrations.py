@@ -1,0 +1,435 @@
+"""The database's schema, as sqlite-utils migrations: one function per change, in number order.
+
+sqlite-utils records each applied migration by its function name in `_sqlite_migrations`, under
+the set name "avatar-studio", and applies the pending ones in the order they are defined here.
+So names and the set name never change, and an applied migration is never edited: a change is a
+new function at the end, with the next number and a docstring saying why it exists.
+
+Databases made before this file was put in number order applied m040 before m030, m031 and
+m032. Those four touch different tables and columns, so either order builds the same schema and
+a database part-way through either order upgrades to it (tests/test_migrations.py checks).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("avatar-studio")
+
+
+@migrations()
+def m001_initial_schema(db: Database) -> None:
+    """The first version's schema: a table for every entity of DESIGN.md §2. Base models are
+    tunes with model_type 'checkpoint' so that gallery ids (690204 …) and user tune ids share one
+    id space, as in Astria's API."""
+    db.executescript(
+        """
+        CREATE TABLE tunes (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL UNIQUE,
+            name TEXT,
+            token TEXT,
+            model_type TEXT NOT NULL,
+            base_tune_id INTEGER REFERENCES tunes(id) ON DELETE SET NULL,
+            family TEXT,
+            source TEXT,
+            scheduler TEXT,
+            embedded INTEGER NOT NULL DEFAULT 0,
+            branch TEXT,
+            status TEXT NOT NULL DEFAULT 'QUEUING',
+            progress REAL NOT NULL DEFAULT 0,
+            message TEXT,
+            args TEXT,
+            characteristics TEXT,
+            weights_path TEXT,
+            embedding_path TEXT,
+            face_backend TEXT,
+            callback TEXT,
+            pack_id INTEGER REFERENCES packs(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            started_training_at TEXT,
+            trained_at TEXT,
+            expires_at TEXT
+        );
+        CREATE INDEX idx_tunes_model_type ON tunes(model_type);
+
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            format TEXT,
+            filename TEXT,
+            inspection TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE tune_photos (
+            tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (tune_id, photo_id)
+        );
+        CREATE INDEX idx_tune_photos_photo ON tune_photos(photo_id);
+
+        CREATE TABLE packs (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            model_type TEXT NOT NULL DEFAULT 'lora',
+            base_tune_id INTEGER REFERENCES tunes(id) ON DELETE SET NULL,
+            preset TEXT,
+            args TEXT,
+            public INTEGER NOT NULL DEFAULT 1,
+            unlisted INTEGER NOT NULL DEFAULT 0,
+            cover_path TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE pack_prompts (
+            id INTEGER PRIMARY KEY,
+            pack_id INTEGER NOT NULL REFERENCES packs(id) ON DELETE CASCADE,
+            class_name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            negative_prompt TEXT,
+            params TEXT,
+            num_images INTEGER NOT NULL DEFAULT 4,
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX idx_pack_prompts_pack ON pack_prompts(pack_id, class_name, position);
+
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            negative_prompt TEXT,
+            params TEXT,
+            status TEXT NOT NULL DEFAULT 'QUEUING',
+            progress REAL NOT NULL DEFAULT 0,
+            message TEXT,
+            warnings TEXT,
+            orig_prompt_id INTEGER REFERENCES pack_prompts(id) ON DELETE SET NULL,
+            callback TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            started_at TEXT,
+            completed_at TEXT
+        );
+        CREATE INDEX idx_prompts_tune ON prompts(tune_id, id);
+        CREATE INDEX idx_prompts_orig ON prompts(orig_prompt_id);
+
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            seed INTEGER,
+            width INTEGER,
+            height INTEGER,
+            likeness TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (prompt_id, idx)
+        );
+
+        -- image_idx -1 is a like of the whole prompt: NULLs would not be unique in SQLite.
+        CREATE TABLE likes (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+            image_idx INTEGER NOT NULL DEFAULT -1,
+            user TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (prompt_id, image_idx, user)
+        );
+        CREATE INDEX idx_likes_user ON likes(user);
+
+        CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            path TEXT NOT NULL,
+            family TEXT,
+            weight REAL NOT NULL DEFAULT 1.0,
+            metadata TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (kind, name)
+        );
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject_id INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'QUEUING',
+            priority INTEGER NOT NULL DEFAULT 0,
+            progress REAL NOT NULL DEFAULT 0,
+            step INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            message TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX idx_jobs_queue ON jobs(status, priority, id);
+        CREATE INDEX idx_jobs_subject ON jobs(kind, subject_id);
+
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT
+        );
+        """
+    )
+
+
+@migrations()
+def m030_job_cancel_and_eta(db: Database) -> None:
+    """Cooperative cancel and an ETA for jobs. A cancel sets `cancel_requested` in the database,
+    so it reaches the running job whichever thread or process asked; the worker checks it at
+    every step. `eta` is the estimated finish time shown beside the progress."""
+    db.executescript(
+        """
+        ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN eta TEXT;
+        """
+    )
+
+
+@migrations()
+def m031_checkpoints(db: Database) -> None:
+    """Intermediate LoRA checkpoints: the weights saved every N training steps with a small
+    sample image each, so a person can pick the best step. `likeness` (JSON, nullable) is left
+    for likeness scores of the samples."""
+    db.executescript(
+        """
+        CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY,
+            tune_id INTEGER NOT NULL REFERENCES tunes(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            weights_path TEXT NOT NULL,
+            sample_path TEXT,
+            loss REAL,
+            likeness TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (tune_id, step)
+        );
+        """
+    )
+
+
+@migrations()
+def m032_tune_outputs(db: Database) -> None:
+    """What a trained tune has beside its diffusers-format weights: the kohya/A1111 copy, the
+    step whose checkpoint is active, and the `prompts_callback` posted once (the time it was
+    claimed for sending is the guard) when all prompts created with the tune are done."""
+    db.executescript(
+        """
+        ALTER TABLE tunes ADD COLUMN kohya_path TEXT;
+        ALTER TABLE tunes ADD COLUMN active_step INTEGER;
+        ALTER TABLE tunes ADD COLUMN prompts_callback TEXT;
+        ALTER TABLE tunes ADD COLUMN prompts_callback_sent_at TEXT;
+        """
+    )
+
+
+@migrations()
+def m040_pack_counters(db: Database) -> None:
+    """Like and image counters for prompts, pack prompts and packs, kept by triggers.
+
+    Rankings read likes and images shown for every pack; aggregating 200,000 likes through
+    prompts with JOIN + COUNT on each read misses the 100 ms budget (bench/rank.py prints both).
+    Each trigger changes a counter in the statement that inserts or deletes the row, so
+    concurrent writers cannot lose a count and a counter always equals a recount of its rows.
+    Deleting a prompt first deletes its likes and images (BEFORE trigger) so their triggers still
+    see the prompt's pack prompt; deleting a pack prompt takes its counts off its pack.
+    Also: a pack prompt's example image (the pack cover is the image of the last prompt added),
+    and a pack's token, declared classes (comma-separated) and description."""
+    db.executescript(
+        """
+        ALTER TABLE prompts ADD COLUMN likes_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE pack_prompts ADD COLUMN likes_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE pack_prompts ADD COLUMN images_shown INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE pack_prompts ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE pack_prompts ADD COLUMN image_path TEXT;
+        ALTER TABLE packs ADD COLUMN likes_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE packs ADD COLUMN images_shown INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE packs ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE packs ADD COLUMN token TEXT NOT NULL DEFAULT 'ohwx';
+        ALTER TABLE packs ADD COLUMN classes TEXT NOT NULL DEFAULT '';
+        ALTER TABLE packs ADD COLUMN description TEXT;
+        CREATE INDEX idx_prompts_likes ON prompts(likes_count DESC, id DESC);
+
+        CREATE TRIGGER m040_like_added AFTER INSERT ON likes BEGIN
+            UPDATE prompts SET likes_count = likes_count + 1 WHERE id = NEW.prompt_id;
+            UPDATE pack_prompts SET likes_count = likes_count + 1
+                WHERE id = (SELECT orig_prompt_id FROM prompts WHERE id = NEW.prompt_id);
+            UPDATE packs SET likes_count = likes_count + 1 WHERE id = (
+                SELECT pack_prompts.pack_id FROM prompts JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id
+                WHERE prompts.id = NEW.prompt_id);
+        END;
+        CREATE TRIGGER m040_like_removed AFTER DELETE ON likes BEGIN
+            UPDATE prompts SET likes_count = likes_count - 1 WHERE id = OLD.prompt_id;
+            UPDATE pack_prompts SET likes_count = likes_count - 1
+                WHERE id = (SELECT orig_prompt_id FROM prompts WHERE id = OLD.prompt_id);
+            UPDATE packs SET likes_count = likes_count - 1 WHERE id = (
+                SELECT pack_prompts.pack_id FROM prompts JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id
+                WHERE prompts.id = OLD.prompt_id);
+        END;
+        CREATE TRIGGER m040_image_added AFTER INSERT ON images BEGIN
+            UPDATE pack_prompts SET images_shown = images_shown + 1
+                WHERE id = (SELECT orig_prompt_id FROM prompts WHERE id = NEW.prompt_id);
+            UPDATE packs SET images_shown = images_shown + 1 WHERE id = (
+                SELECT pack_prompts.pack_id FROM prompts JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id
+                WHERE prompts.id = NEW.prompt_id);
+        END;
+        CREATE TRIGGER m040_image_removed AFTER DELETE ON images BEGIN
+            UPDATE pack_prompts SET images_shown = images_shown - 1
+                WHERE id = (SELECT orig_prompt_id FROM prompts WHERE id = OLD.prompt_id);
+            UPDATE packs SET images_shown = images_shown - 1 WHERE id = (
+                SELECT pack_prompts.pack_id FROM prompts JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id
+                WHERE prompts.id = OLD.prompt_id);
+        END;
+        CREATE TRIGGER m040_prompt_added AFTER INSERT ON prompts WHEN NEW.orig_prompt_id IS NOT NULL BEGIN
+            UPDATE pack_prompts SET runs = runs + 1 WHERE id = NEW.orig_prompt_id;
+            UPDATE packs SET runs = runs + 1
+                WHERE id = (SELECT pack_id FROM pack_prompts WHERE id = NEW.orig_prompt_id);
+        END;
+        CREATE TRIGGER m040_prompt_removed BEFORE DELETE ON prompts BEGIN
+            DELETE FROM likes WHERE prompt_id = OLD.id;
+            DELETE FROM images WHERE prompt_id = OLD.id;
+            UPDATE pack_prompts SET runs = runs - 1 WHERE id = OLD.orig_prompt_id;
+            UPDATE packs SET runs = runs - 1
+                WHERE id = (SELECT pack_id FROM pack_prompts WHERE id = OLD.orig_prompt_id);
+        END;
+        CREATE TRIGGER m040_pack_prompt_removed BEFORE DELETE ON pack_prompts BEGIN
+            UPDATE packs SET likes_count = likes_count - OLD.likes_count,
+                images_shown = images_shown - OLD.images_shown, runs = runs - OLD.runs
+                WHERE id = OLD.pack_id;
+        END;
+
+        UPDATE prompts SET likes_count = (SELECT COUNT(*) FROM likes WHERE likes.prompt_id = prompts.id);
+        UPDATE pack_prompts SET
+            likes_count = (SELECT COALESCE(SUM(likes_count), 0) FROM prompts WHERE orig_prompt_id = pack_prompts.id),
+            runs = (SELECT COUNT(*) FROM prompts WHERE orig_prompt_id = pack_prompts.id),
+            images_shown = (SELECT COUNT(*) FROM images JOIN prompts ON prompts.id = images.prompt_id
+                            WHERE prompts.orig_prompt_id = pack_prompts.id);
+        UPDATE packs SET
+            likes_count = (SELECT COALESCE(SUM(likes_count), 0) FROM pack_prompts WHERE pack_id = packs.id),
+            images_shown = (SELECT COALESCE(SUM(images_shown), 0) FROM pack_prompts WHERE pack_id = packs.id),
+            runs = (SELECT COALESCE(SUM(runs), 0) FROM pack_prompts WHERE pack_id = packs.id);
+        """
+    )
+
+
+@migrations()
+def m050_api_base_url(db: Database) -> None:
+    """The base URL (scheme, host, port) of the API request that created a tune or prompt.
+    Callbacks are posted from the job worker, long after that request; without
+    STUDIO_PUBLIC_URL this is the only way their image URLs can point where the client reached
+    the studio."""
+    db.executescript(
+        """
+        ALTER TABLE tunes ADD COLUMN base_url TEXT;
+        ALTER TABLE prompts ADD COLUMN base_url TEXT;
+        """
+    )
+
+
+@migrations()
+def m060_likeness(db: Database) -> None:
+    """Likeness (studio/likeness.py) as columns the gallery sorts and filters on, and counters
+    for pack rankings. An image's `likeness` JSON gives `likeness_score` (the best face's
+    similarity; NULL when not scored or no face was found) and `likeness_match` (1 the subject,
+    0 not or no face, NULL not scored). Pack prompts and packs count the images scored for them
+    (`likeness_scored`), those showing the subject (`likeness_matched`), those with a face
+    (`likeness_faces`) and the sum of their scores (`likeness_sum`), kept by triggers in the
+    statement that writes an image's likeness, as the m040 counters are: rankings stay one read
+    of a row however many images there are. Deleting a prompt deletes its images first (m040),
+    so their likeness leaves its pack prompt and pack; deleting a pack prompt takes its likeness
+    off its pack."""
+    columns = ("likeness_scored", "likeness_matched", "likeness_faces", "likeness_sum")
+    sums = {
+        "likeness_scored": "({row}.likeness_match IS NOT NULL)",
+        "likeness_matched": "COALESCE({row}.likeness_match, 0)",
+        "likeness_faces": "({row}.likeness_score IS NOT NULL)",
+        "likeness_sum": "COALESCE({row}.likeness_score, 0)",
+    }
+
+    def apply(row: str, sign: str) -> str:
+        """UPDATEs adding (sign '+') or taking off ('-') image `row`'s likeness to its pack prompt and pack."""
+        assignments = ", ".join(f"{c} = {c} {sign} {sums[c].format(row=row)}" for c in columns)
+        return (
+            f"UPDATE pack_prompts SET {assignments} WHERE id = (SELECT orig_prompt_id FROM prompts WHERE id = {row}.prompt_id);\n"
+            f"UPDATE packs SET {assignments} WHERE id = (SELECT pack_prompts.pack_id FROM prompts JOIN pack_prompts "
+            f"ON pack_prompts.id = prompts.orig_prompt_id WHERE prompts.id = {row}.prompt_id);"
+        )
+
+    counters = "".join(
+        f"ALTER TABLE {table} ADD COLUMN {c} {'REAL' if c == 'likeness_sum' else 'INTEGER'} NOT NULL DEFAULT 0;\n"
+        for table in ("pack_prompts", "packs")
+        for c in columns
+    )
+    pack_prompt_removed = ", ".join(f"{c} = {c} - OLD.{c}" for c in columns)
+    # The triggers come before the backfill, so the backfill's UPDATE counts what it fills in.
+    db.executescript(
+        f"""
+        ALTER TABLE images ADD COLUMN likeness_score REAL;
+        ALTER TABLE images ADD COLUMN likeness_match INTEGER;
+        {counters}
+        CREATE TRIGGER m060_likeness_added AFTER INSERT ON images WHEN NEW.likeness_match IS NOT NULL BEGIN
+            {apply("NEW", "+")}
+        END;
+        CREATE TRIGGER m060_likeness_changed AFTER UPDATE OF likeness_score, likeness_match ON images BEGIN
+            {apply("OLD", "-")}
+            {apply("NEW", "+")}
+        END;
+        CREATE TRIGGER m060_likeness_removed AFTER DELETE ON images WHEN OLD.likeness_match IS NOT NULL BEGIN
+            {apply("OLD", "-")}
+        END;
+        CREATE TRIGGER m060_pack_prompt_likeness_removed BEFORE DELETE ON pack_prompts BEGIN
+            UPDATE packs SET {pack_prompt_removed} WHERE id = OLD.pack_id;
+        END;
+
+        UPDATE images SET likeness_score = json_extract(likeness, '$.score'),
+            likeness_match = json_extract(likeness, '$.same_person') WHERE likeness IS NOT NULL;
+        """
+    )
+
+
+@migrations()
+def m065_prompt_runs(db: Database) -> None:
+    """A pack run on existing tunes (`POST /p/:id/tunes` with `tune_ids`) makes prompts on several
+    tunes, and its `prompts_callback` is posted once all of them are done. The tune's own
+    prompts_callback columns cannot hold it (one run spans tunes; a tune may be in many runs),
+    so a run is a row its prompts point to, with the time the callback was claimed as the
+    guard. A run goes when its last prompt is deleted, so deleting a tune leaves nothing of it."""
+    db.executescript(
+        """
+        CREATE TABLE prompt_runs (
+            id INTEGER PRIMARY KEY,
+            prompts_callback TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            prompts_callback_sent_at TEXT
+        );
+        ALTER TABLE prompts ADD COLUMN run_id INTEGER REFERENCES prompt_runs(id) ON DELETE SET NULL;
+        CREATE INDEX idx_prompts_run ON prompts(run_id);
+        CREATE TRIGGER m065_run_emptied AFTER DELETE ON prompts WHEN OLD.run_id IS NOT NULL BEGIN
+            DELETE FROM prompt_runs WHERE id = OLD.run_id
+                AND NOT EXISTS (SELECT 1 FROM prompts WHERE run_id = OLD.run_id);
+        END;
+        """
+    )
+
+
+@migrations()
+def m070_checkpoint_resume_state(db: Database) -> None:
+    """A training killed or restarted goes on from its latest checkpoint instead of step 0: each
+    intermediate checkpoint keeps the file it resumes from (optimizer, LR schedule, noise
+    generator). The file only serves an unfinished training and is dropped when it ends."""
+    db.execute("ALTER TABLE checkpoints ADD COLUMN resume_path TEXT")

@@ -1,0 +1,51 @@
+"""Photos: uploaded images stored once by content hash, and the tunes that use them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.database import Records, now
+
+
+class Photos(Records):
+    def add_photo(self, photo: dict) -> int:
+        """Insert a photo by content hash; an identical photo already stored is reused."""
+        with self._lock, self.db.atomic():
+            existing = self._scalar("SELECT id FROM photos WHERE sha256 = ?", [photo["sha256"]])
+            if existing is not None:
+                return existing
+            return self._insert("photos", {"created_at": now(), **photo})
+
+    def get_photo(self, photo_id: int) -> dict | None:
+        return self._get("photos", photo_id)
+
+    def find_photo(self, sha256: str) -> dict | None:
+        """The photo stored from the upload whose bytes hash to `sha256`, or None."""
+        return self._one("SELECT * FROM photos WHERE sha256 = ?", [sha256])
+
+    def update_photo(self, photo_id: int, **fields: Any) -> None:
+        self._update("photos", photo_id, fields, touch=False)
+
+    def delete_photo(self, photo_id: int) -> None:
+        self._delete("photos", photo_id)
+
+    def link_photos(self, tune_id: int, photo_ids: list[int]) -> None:
+        """Use these photos for the tune, in this order; links it already has are kept as they are."""
+        with self._lock, self.db.atomic():
+            for position, photo_id in enumerate(photo_ids):
+                self.db.execute(
+                    "INSERT OR IGNORE INTO tune_photos (tune_id, photo_id, position) VALUES (?, ?, ?)",
+                    [tune_id, photo_id, position],
+                )
+
+    def tune_photos(self, tune_id: int) -> list[dict]:
+        """The tune's photos in the order they were linked."""
+        return self._query(
+            "SELECT photos.* FROM photos JOIN tune_photos ON tune_photos.photo_id = photos.id "
+            "WHERE tune_photos.tune_id = ? ORDER BY tune_photos.position",
+            [tune_id],
+        )
+
+    def orphan_photos(self) -> list[dict]:
+        """Photos no tune uses any more (candidates for deletion from disk)."""
+        return self._query("SELECT * FROM photos WHERE id NOT IN (SELECT photo_id FROM tune_photos)")
