@@ -1,6 +1,6 @@
-"""What the UI tells a person after an action, in a real browser (found in a QA pass as a new
-user): a refused action leaves the form readable and the terminal free of tracebacks; tabs show
-what other tabs and API clients made meanwhile; an action that changes something says so."""
+"""What the UI tells a person after an action, in a real browser: a refused action leaves the
+form readable and the terminal free of tracebacks; tabs show what other tabs and API clients made
+meanwhile; an action that changes something says so."""
 
 import logging
 

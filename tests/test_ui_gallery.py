@@ -4,7 +4,7 @@ in a real browser: like an image and see the count after a reload, filter, sort 
 import pytest
 
 from conftest import screenshot
-from storage.status import SUCCESS
+from studio.domain import SUCCESS
 from studio.errors import Conflict, InvalidInput, NotFound
 
 DEMO_ID = 1  # the embedded demo model in the gallery

@@ -6,7 +6,7 @@ import pytest
 from photos import encode, friend, mirrored
 
 from conftest import ROOT, screenshot
-from storage.status import CANCELED, QUEUING, SUCCESS
+from studio.domain import CANCELED, QUEUING, SUCCESS
 from studio.errors import Conflict, InvalidInput
 from studio.tune_requests import TuneRequest
 

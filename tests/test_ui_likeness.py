@@ -12,7 +12,7 @@ import pytest
 from photos import encode, friend, mirrored, rotated
 
 from conftest import screenshot
-from storage.status import SUCCESS
+from studio.domain import SUCCESS
 from studio.likeness import similarity_threshold
 from studio.tune_requests import TuneRequest
 

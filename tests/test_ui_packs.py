@@ -9,7 +9,7 @@ from photos import encode, friend, mirrored
 from playwright.sync_api import expect
 
 from conftest import screenshot
-from storage.status import SUCCESS
+from studio.domain import SUCCESS
 from studio.packs import PackPromptRequest, PackRequest
 from studio.tune_requests import TuneRequest
 

@@ -2,13 +2,11 @@
 progress the page follows (across a reload) to SUCCESS with its sample strip and download, and
 cancel, delete and a missing photo set shown as the studio says."""
 
-from pathlib import Path
-
 import pytest
 from photos import astronaut, encode, mirrored, rotated
+from safetensors import safe_open
 
 from conftest import screenshot
-from studio.engine import safetensors_header
 
 pytestmark = pytest.mark.browser
 
@@ -78,9 +76,11 @@ def test_a_lora_tune_trains_to_success_while_the_page_follows_it(live_url, page,
     assert page.locator("#samples img").count() == len([c for c in tune["checkpoints"] if c["sample"]])
     with page.expect_download() as download:
         page.locator("#download-lora").click()
-    data = Path(download.value.path()).read_bytes()
     assert download.value.suggested_filename == f"eileen-lora-{tune['id']}.safetensors"
-    assert any("lora" in key for key in safetensors_header(data))
+    # Read by the safetensors library itself, not the studio's engine: the UI's tests stay off it.
+    with safe_open(download.value.path(), framework="numpy") as weights:
+        names = weights.keys()
+    assert any("lora" in name for name in names)
     screenshot(page, "tab-tunes-lora")
 
 

@@ -1,7 +1,8 @@
 """The Gradio UI: `build_ui(studio)` returns the Blocks; one module per tab, thin handlers.
 
 Only this package imports gradio. Each tab module has `build(studio, ctx)`; handlers turn their
-inputs into one request and call `Studio`; `common.guard` turns a StudioError into an error toast.
+inputs into one request and call `Studio`, and return `{component: value}` dicts (a component
+left out keeps its value); `common.guard` turns a StudioError into an error toast.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ from pathlib import Path
 import gradio as gr
 
 from studio.core import Studio
-from studio.domain import ADAPTER_KINDS
+from studio.domain import ADAPTER_KINDS, RUNNABLE_FAMILIES
 from studio.errors import InvalidInput
 from studio.ui.common import COPY_JS, card_css, data_url, guard
 
-FAMILIES = ["auto", "sd15", "sdxl"]
-IMAGE_KINDS = ["face", "style", "pose"]
+AUTO = "auto"  # the family choice meaning "read it from the file"
+IMAGE_KINDS = [kind for kind in ADAPTER_KINDS if kind != "lora"]  # avatars saved from an image
 KIND_HELP = {
     "face": "a face to keep (IP-Adapter-FaceID, like a FaceID tune)",
     "style": "a look to copy (IP-Adapter)",
@@ -45,7 +45,7 @@ def build(studio: Studio, ctx) -> None:
             )
             with gr.Row():
                 lora_weight = gr.Slider(-2, 2, value=1, step=0.05, label="Default weight", min_width=160)
-                family = gr.Dropdown(FAMILIES, value="auto", label="Family", min_width=120)
+                family = gr.Dropdown([AUTO, *RUNNABLE_FAMILIES], value=AUTO, label="Family", min_width=120)
             upload = gr.Button("Upload LoRA", variant="primary", elem_id="upload-lora")
         with gr.Column(min_width=300):
             gr.Markdown("### Save a face, style or pose avatar")
@@ -72,7 +72,7 @@ def build(studio: Studio, ctx) -> None:
         delete = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-adapter")
 
     def refresh():
-        return _listing(studio), gr.Dropdown(choices=_choices(studio), value=None)
+        return {listing: _listing(studio), chosen: gr.Dropdown(choices=_choices(studio), value=None)}
 
     @guard
     def add_lora(file: str | None, name: str, words: str, weight: float, family_choice: str):
@@ -84,10 +84,10 @@ def build(studio: Studio, ctx) -> None:
             Path(file).read_bytes(),
             weight=float(weight),
             trigger_words=[w.strip() for w in (words or "").split(",")],
-            family=None if family_choice == "auto" else family_choice,
+            family=None if family_choice == AUTO else family_choice,
         )
         _saved(studio, adapter)
-        return (*refresh(), None, "", "")
+        return {**refresh(), lora_file: None, lora_name: "", trigger_words: ""}
 
     @guard
     def add_avatar(file: str | None, kind_choice: str, name: str, weight: float):
@@ -95,7 +95,7 @@ def build(studio: Studio, ctx) -> None:
             raise InvalidInput("Choose an image (PNG, JPEG or WEBP) for the avatar.", field="file")
         adapter = studio.add_adapter(kind_choice, (name or "").strip(), Path(file).read_bytes(), weight=float(weight))
         _saved(studio, adapter)
-        return (*refresh(), None, "")
+        return {**refresh(), image: None, avatar_name: ""}
 
     @guard
     def remove(choice: str | None):

@@ -16,10 +16,9 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.domain import FINISHED, QUEUING, RUNNING
 from studio.errors import InvalidInput, NotFound, StudioError
 from studio.ui.common import Context, card_css, likeness_badge
-
-FINISHED = ("SUCCESS", "FAILED", "CANCELED")
 
 BOARD_JS = """
 element.addEventListener('click', (event) => {
@@ -103,7 +102,7 @@ def _card(studio: Studio, item: dict[str, Any], deletable: bool) -> str:
         parts.append(f"<div class='bar' title='{percent}%'><div style='width:{percent}%'></div></div>")
     if item.get("message"):
         parts.append(f"<div class='detail'>{html.escape(item['message'])}</div>")
-    elif item["status"] == "QUEUING":
+    elif item["status"] == QUEUING:
         parts.append(f"<div class='detail waiting'>{html.escape(_waiting(studio, item['tune_id']))}</div>")
     for warning in item.get("warnings") or []:
         parts.append(f"<div class='detail'>⚠ {html.escape(str(warning))}</div>")
@@ -120,7 +119,7 @@ def _waiting(studio: Studio, tune_id: int) -> str:
         tune = studio.get_tune(tune_id)
     except NotFound:
         return "waiting in the queue"
-    if tune["status"] in ("QUEUING", "TRAINING"):
+    if tune["status"] in RUNNING:
         done = round(100 * float(tune["progress"] or 0))
         return f"waiting for the tune '{tune['title']}' to finish training ({done}%)"
     return "waiting in the queue"

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.domain import FINISHED
 from studio.ui import board
 from studio.ui.common import Context, guard, on_show
 
@@ -51,28 +52,29 @@ def build(studio: Studio, ctx: Context) -> None:
     def show(
         tune_id: int, pack_id: int, order: str, match: str, count: int, browser_id: dict | None, request: gr.Request
     ):
-        """(cards, "show more" button, poll timer) for the filters, `count` prompts at most."""
+        """The cards, the "show more" button and the poll timer for the filters, `count`
+        prompts at most."""
         user = board.viewer(browser_id, request)
         items = studio.gallery(
             tune_id=tune_id or None, pack_id=pack_id or None, sort=order, limit=count, user=user, likeness=match
         )
         empty = "No images yet." if not (tune_id or pack_id or match != "all") else "No prompts match these filters."
-        running = any(item["status"] not in board.FINISHED for item in items)
-        return (
-            board.render(studio, items, empty=empty, deletable=True),
-            gr.Button(visible=len(items) == count),
-            gr.Timer(active=running),
-        )
+        running = any(item["status"] not in FINISHED for item in items)
+        return {
+            cards: board.render(studio, items, empty=empty, deletable=True),
+            more: gr.Button(visible=len(items) == count),
+            timer: gr.Timer(active=running),
+        }
 
     @guard
     def on_filter(tune_id: int, pack_id: int, order: str, match: str, browser_id: dict | None, request: gr.Request):
-        return PAGE, *show(tune_id, pack_id, order, match, PAGE, browser_id, request)
+        return {limit: PAGE, **show(tune_id, pack_id, order, match, PAGE, browser_id, request)}
 
     @guard
     def on_more(
         tune_id: int, pack_id: int, order: str, match: str, count: int, browser_id: dict | None, request: gr.Request
     ):
-        return count + PAGE, *show(tune_id, pack_id, order, match, count + PAGE, browser_id, request)
+        return {limit: count + PAGE, **show(tune_id, pack_id, order, match, count + PAGE, browser_id, request)}
 
     @guard
     def on_heart(
@@ -105,15 +107,15 @@ def build(studio: Studio, ctx: Context) -> None:
     @guard
     def on_open(
         tune_id: int, pack_id: int, order: str, match: str, count: int, browser_id: dict | None, request: gr.Request
-    ) -> tuple[Any, ...]:
+    ) -> dict[Any, Any]:
         tunes, packs = _tune_choices(studio), _pack_choices(studio)
         tune_id = tune_id if tune_id in {value for _, value in tunes} else ALL
         pack_id = pack_id if pack_id in {value for _, value in packs} else ALL
-        return (
-            gr.Dropdown(choices=tunes, value=tune_id),
-            gr.Dropdown(choices=packs, value=pack_id),
-            *show(tune_id, pack_id, order, match, count, browser_id, request),
-        )
+        return {
+            tune: gr.Dropdown(choices=tunes, value=tune_id),
+            pack: gr.Dropdown(choices=packs, value=pack_id),
+            **show(tune_id, pack_id, order, match, count, browser_id, request),
+        }
 
     filters = [tune, pack, sort, match]
     view = [cards, more, timer]

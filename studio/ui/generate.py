@@ -20,13 +20,13 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES, SUCCESS, TRAINING
 from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show
 
-FINISHED = ("SUCCESS", "FAILED", "CANCELED")
 POLL_SECONDS = 0.5
 DEFAULT = "default"
 
@@ -133,12 +133,25 @@ def build(studio: Studio, ctx: Context) -> None:
     shown = gr.State(None)  # what the results show now, so polls re-render only on change
     timer = gr.Timer(1.0, active=False)
 
+    def nothing() -> dict:
+        """The results when no prompt is followed (none made yet, or it was deleted), not polled."""
+        empty = {followed: None, selected: None, shown: None, gallery: [], details: PICK_HINT}
+        return {**empty, progress: _progress_html(None), timer: gr.Timer(active=False)}
+
+    def view(state: dict[str, Any], last: Any) -> dict:
+        """The status line of a prompt's state, and its images and details unless the results
+        show these images already (`last`, their signature), so a clicked image stays selected."""
+        update = {shown: _signature(state), progress: _progress_html(state)}
+        same_prompt = last is not None and last[0] == state["id"]
+        if not (same_prompt and (last[1] in FINISHED) == (state["status"] in FINISHED)):
+            update |= {gallery: _images(studio, state), details: PICK_HINT}
+        return update
+
     def follow(prompt_id: int):
-        """Yield (followed, selected, shown, progress, gallery, details) whenever the prompt's
-        state changes, until it finished."""
+        """Yield the results whenever the prompt's state changes, until it finished."""
         state = studio.prompt_progress(prompt_id)
         while True:
-            yield prompt_id, None, *_view(studio, state, None)
+            yield {followed: prompt_id, selected: None, **view(state, None)}
             if state["status"] in FINISHED:
                 return
             snapshot = _signature(state)
@@ -209,7 +222,7 @@ def build(studio: Studio, ctx: Context) -> None:
 
     @guard
     def on_select(prompt_id: int | None, browser_id: dict | None, request: gr.Request, event: gr.SelectData):
-        return event.index, _details(studio, prompt_id, event.index, viewer(browser_id, request))
+        return {selected: event.index, details: _details(studio, prompt_id, event.index, viewer(browser_id, request))}
 
     @guard
     def on_like(prompt_id: int | None, index: int | None, browser_id: dict | None, request: gr.Request):
@@ -224,15 +237,15 @@ def build(studio: Studio, ctx: Context) -> None:
         """The followed prompt's progress when it changed; an empty view once it was deleted
         elsewhere (the Gallery tab, the API). Also runs each time the tab is shown."""
         if prompt_id is None:  # nothing followed yet (the page load shows the newest prompt)
-            return (gr.skip(),) * 7
+            return gr.skip()
         try:
             state = studio.prompt_progress(prompt_id)
         except NotFound:
-            return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
+            return nothing()
         running = gr.Timer(active=state["status"] not in FINISHED)
         if _signature(state) == last:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), running
-        return gr.skip(), gr.skip(), *_view(studio, state, last), running
+            return {timer: running}
+        return {**view(state, last), timer: running}
 
     def on_load(last: dict | None):
         """After a (re)load: show the prompt this browser last followed (or, in a new browser,
@@ -245,14 +258,19 @@ def build(studio: Studio, ctx: Context) -> None:
         if state is None:
             newest = studio.list_prompts(limit=1)
             if not newest:
-                return None, None, None, _progress_html(None), [], PICK_HINT, gr.Timer(active=False)
+                return nothing()
             state = studio.prompt_progress(newest[0]["id"])
-        return state["id"], None, *_view(studio, state, None), gr.Timer(active=state["status"] not in FINISHED)
+        return {
+            followed: state["id"],
+            selected: None,
+            **view(state, None),
+            timer: gr.Timer(active=state["status"] not in FINISHED),
+        }
 
     def refresh(current: int | None):
         choices = _model_choices(studio)
         value = current if current in {c[1] for c in choices} else _default_model(studio)
-        return gr.Dropdown(choices=choices, value=value), _token_help(studio)
+        return {model: gr.Dropdown(choices=choices, value=value), tokens: _token_help(studio)}
 
     form = [
         model,
@@ -332,18 +350,12 @@ def _signature(state: dict[str, Any]) -> tuple:
     return state["id"], state["status"], round(state["progress"] or 0, 2), state["step"], state["ahead"]
 
 
-def _view(studio: Studio, state: dict[str, Any], last: Any) -> tuple:
-    """(shown, progress, gallery, details) for a prompt's state; the gallery and details are
-    left as they are unless the images changed (so a clicked image stays selected)."""
-    signature = _signature(state)
-    same_images = last is not None and last[0] == state["id"] and (last[1] in FINISHED) == (state["status"] in FINISHED)
-    if same_images:
-        return signature, _progress_html(state), gr.skip(), gr.skip()
-    images = [
+def _images(studio: Studio, state: dict[str, Any]) -> list[tuple[str, str]]:
+    """A prompt's images for the results gallery, captioned "#n · seed s" and their likeness."""
+    return [
         (str(studio.public_path(path)), " · ".join(filter(None, [f"#{index + 1} · seed {seed}", describe(record)])))
         for index, (path, seed, record) in enumerate(zip(state["images"], state["seeds"], state["likeness"]))
     ]
-    return signature, _progress_html(state), images, PICK_HINT
 
 
 def _progress_html(state: dict[str, Any] | None) -> str:
@@ -353,15 +365,15 @@ def _progress_html(state: dict[str, Any] | None) -> str:
         return "<p class='empty'>Write a prompt and press Generate. Every result is kept in the Gallery tab.</p>"
     status, pid = state["status"], int(state["id"])
     badge = f"<span class='badge {status}'>{status}</span> <b>Prompt #{pid}</b>"
-    if status == "QUEUING" and not state["queued"]:
+    if status == QUEUING and not state["queued"]:
         line = "waiting for its tune to finish training"
-    elif status == "QUEUING":
+    elif status == QUEUING:
         line = f"waiting: {state['ahead']} job(s) ahead" if state["ahead"] else "next in the queue"
-    elif status == "TRAINING":
+    elif status == TRAINING:
         line = f"step {state['step']}/{state['total']}" if state["total"] else "starting"
         left = _seconds_left(state.get("eta"))
         line += f" · about {left} s left" if left is not None else ""
-    elif status == "SUCCESS":
+    elif status == SUCCESS:
         line = describe_params(state)
     else:
         line = state.get("message") or status.lower()
@@ -416,12 +428,12 @@ def _model_choices(studio: Studio) -> list[tuple[str, int]]:
     tunes = [
         (f"{t['title']} · {t['model_type']} {t['name'] or ''} (#{t['id']}, {t['status'].lower()})", t["id"])
         for t in studio.list_tunes(limit=200)
-        if t["status"] not in ("FAILED", "CANCELED")
+        if t["status"] not in (FAILED, CANCELED)
     ]
     models = [
         (f"{m['title']} · base model" + ("" if m["available"] else " (downloads on first use)"), m["id"])
         for m in studio.base_models()
-        if m["family"] in ("sd15", "sdxl")
+        if m["family"] in RUNNABLE_FAMILIES
     ]
     return tunes + models
 

@@ -16,10 +16,11 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.domain import CANCELED, FAILED, FINISHED
 from studio.errors import InvalidInput, NotFound
 from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
-from studio.tune_requests import PRESETS
+from studio.tune_requests import DEFAULT_TOKEN, PRESETS
 from studio.ui import board
 from studio.ui.common import EMPTY_PHOTO_SET, Context, guard, on_show
 
@@ -102,7 +103,7 @@ def build(studio: Studio, ctx: Context) -> None:
         with gr.Row():
             title = gr.Textbox(label="Title", min_width=200)
             slug = gr.Textbox(label="Slug", placeholder="made from the title when empty", min_width=160)
-            token = gr.Textbox(label="Token", value="ohwx", min_width=100)
+            token = gr.Textbox(label="Token", value=DEFAULT_TOKEN, min_width=100)
         description = gr.Textbox(label="Description", lines=2)
         with gr.Row():
             classes = gr.CheckboxGroup(list(CLASS_NAMES), label="Classes", scale=3, elem_id="pack-classes")
@@ -181,55 +182,97 @@ def build(studio: Studio, ctx: Context) -> None:
             h=int(values[height]) if values[height] else None,
         )
 
-    def show_pack(pack_id: int | None) -> tuple:
-        """Everything that shows one pack: cards, the choice, summary, editor, prompts, lint."""
+    def pack_form(pack: dict[str, Any] | None) -> dict:
+        """The pack form filled from `pack`; a blank form for a new pack when it is None."""
+        if pack is None:
+            blank = {title: "", slug: "", token: DEFAULT_TOKEN, description: "", classes: [], model_type: "lora"}
+            return {**blank, base: NEW, preset: NONE, public: True, unlisted: False}
+        return {
+            title: pack["title"],
+            slug: pack["slug"],
+            token: pack["token"],
+            description: pack.get("description") or "",
+            classes: [c for c in pack["classes"] if c in CLASS_NAMES],
+            model_type: pack["model_type"],
+            base: pack["base_tune_id"] or NEW,
+            preset: pack["preset"] or NONE,
+            public: pack["public"],
+            unlisted: pack["unlisted"],
+        }
+
+    def prompt_form(pack: dict[str, Any] | None, chosen: dict[str, Any] | None) -> dict:
+        """The prompt form filled from the pack prompt `chosen`; a new prompt of the pack's
+        first class when it is None."""
+        if chosen is None:
+            default_class = (pack or {}).get("classes", ["woman"])[:1] or ["woman"]
+            blank = {class_name: default_class[0], num_images: 1, text: "", negative: ""}
+            return {**blank, steps: None, cfg_scale: None, scheduler: NONE, width: None, height: None}
+        params = chosen["params"] or {}
+        return {
+            class_name: chosen["class_name"],
+            num_images: chosen["num_images"],
+            text: chosen["text"],
+            negative: chosen["negative_prompt"] or "",
+            steps: params.get("steps"),
+            cfg_scale: params.get("cfg_scale"),
+            scheduler: params.get("scheduler") or NONE,
+            width: params.get("w"),
+            height: params.get("h"),
+        }
+
+    def prompt_editor(pack: dict[str, Any] | None, pack_prompt_id: int) -> dict:
+        """The choice of the pack's prompts and the prompt form, both on `pack_prompt_id` (a new
+        prompt when it is NEW or not one of the pack's)."""
+        prompts, chosen = _pack_prompts(pack), _pack_prompt(pack, pack_prompt_id)
+        choices = [
+            ("New prompt", NEW),
+            *((f"#{p['id']} {p['class_name']}: {p['text'][:60]}", p["id"]) for p in prompts),
+        ]
+        pick = gr.Dropdown(choices=choices, value=chosen["id"] if chosen else NEW)
+        return {prompt_pick: pick, **prompt_form(pack, chosen)}
+
+    def show_pack(pack_id: int | None) -> dict:
+        """Everything that shows one pack: cards, the choice, summary, editor, prompts, lint.
+        With no pack at all, the pack form is left as it is."""
         choices = _pack_choices(studio)
         if pack_id not in {value for _, value in choices}:
             pack_id = _first_pack(studio)
         if pack_id is None:
-            editor = [gr.skip()] * len(pack_fields)
-            return (
-                _cards(studio, None),
-                gr.Dropdown(choices=choices, value=None),
-                NO_PACK,
-                *editor,
-                "",
-                *_prompt_editor(studio, None, NEW),
-                "",
-            )
+            empty = {cards: _cards(studio, None), choice: gr.Dropdown(choices=choices, value=None), summary: NO_PACK}
+            return {**empty, prompt_list: "", **prompt_editor(None, NEW), lint: ""}
         pack = studio.get_pack(pack_id)
-        editor = [
-            pack["title"],
-            pack["slug"],
-            pack["token"],
-            pack.get("description") or "",
-            [c for c in pack["classes"] if c in CLASS_NAMES],
-            pack["model_type"],
-            pack["base_tune_id"] or NEW,
-            pack["preset"] or NONE,
-            pack["public"],
-            pack["unlisted"],
-        ]
-        return (
-            _cards(studio, pack_id),
-            gr.Dropdown(choices=choices, value=pack_id),
-            _summary(studio, pack),
-            *editor,
-            _prompt_list(pack),
-            *_prompt_editor(studio, pack, NEW),
-            _lint_html(studio, pack_id),
-        )
+        return {
+            cards: _cards(studio, pack_id),
+            choice: gr.Dropdown(choices=choices, value=pack_id),
+            summary: _summary(studio, pack),
+            **pack_form(pack),
+            prompt_list: _prompt_list(pack),
+            **prompt_editor(pack, NEW),
+            lint: _lint_html(studio, pack_id),
+        }
 
     pack_view = [cards, choice, summary, *pack_fields, prompt_list, prompt_pick, *prompt_fields, lint]
+
+    def after_prompt_edit(pack_id: int, pack_prompt_id: int) -> dict:
+        """The cards, summary, prompt list, prompt editor (on `pack_prompt_id`) and lint results
+        once one of the pack's prompts changed."""
+        pack = studio.get_pack(pack_id)
+        return {
+            cards: _cards(studio, pack_id),
+            summary: _summary(studio, pack),
+            prompt_list: _prompt_list(pack),
+            **prompt_editor(pack, pack_prompt_id),
+            lint: _lint_html(studio, pack_id),
+        }
 
     def show_results(pack_id: int | None, tune_id: int | None, browser_id: dict | None, request: gr.Request):
         """The prompts this pack made for the tune, newest first, polled while any runs."""
         if not pack_id or not tune_id:
-            return board.render(studio, [], empty=RUN_HINT), gr.Timer(active=False)
+            return {results: board.render(studio, [], empty=RUN_HINT), timer: gr.Timer(active=False)}
         items = studio.gallery(tune_id=tune_id, pack_id=pack_id, limit=RESULTS, user=board.viewer(browser_id, request))
-        running = any(item["status"] not in board.FINISHED for item in items)
+        running = any(item["status"] not in FINISHED for item in items)
         empty = "This pack has not run on this tune yet: press Run pack."
-        return board.render(studio, items, empty=empty), gr.Timer(active=running)
+        return {results: board.render(studio, items, empty=empty), timer: gr.Timer(active=running)}
 
     @guard
     def on_pick(event: gr.EventData):
@@ -241,7 +284,7 @@ def build(studio: Studio, ctx: Context) -> None:
             raise InvalidInput("Choose a pack and a tune to run it on.", field="tune_ids")
         made = studio.run_pack(pack_id, [tune_id])
         gr.Info(f"Queued {len(made)} prompt(s) from this pack.")
-        return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
+        return {cards: _cards(studio, pack_id), **show_results(pack_id, tune_id, browser_id, request)}
 
     def on_tune(pack_id: int | None, tune_id: int | None, chose: bool):
         """A new tune: unless the person chose the pack, one with prompts for its class."""
@@ -249,7 +292,7 @@ def build(studio: Studio, ctx: Context) -> None:
 
     def on_tick(pack_id: int | None, tune_id: int | None, browser_id: dict | None, request: gr.Request):
         """While a run goes on: its results, and the cards, whose counts change as images finish."""
-        return _cards(studio, pack_id), *show_results(pack_id, tune_id, browser_id, request)
+        return {cards: _cards(studio, pack_id), **show_results(pack_id, tune_id, browser_id, request)}
 
     @guard
     def on_train(
@@ -282,9 +325,8 @@ def build(studio: Studio, ctx: Context) -> None:
         gr.Info(
             f"Tune '{tune['title']}' is {tune['status'].lower()}; the pack's {name} prompts run once it is trained."
         )
-        return gr.Dropdown(choices=_tune_choices(studio), value=tune["id"]), *on_tick(
-            pack_id, tune["id"], browser_id, request
-        )
+        tune_choice = gr.Dropdown(choices=_tune_choices(studio), value=tune["id"])
+        return {run_tune: tune_choice, **on_tick(pack_id, tune["id"], browser_id, request)}
 
     @guard
     def on_heart(pack_id, tune_id, browser_id: dict | None, request: gr.Request, event: gr.EventData):
@@ -311,14 +353,14 @@ def build(studio: Studio, ctx: Context) -> None:
     @guard
     def on_delete(pack_id: int | None):
         if not pack_id:  # none chosen, or the person said no in the browser's confirm
-            return [gr.skip()] * len(pack_view)
+            return gr.skip()
         studio.delete_pack(pack_id)
         return show_pack(None)
 
     @guard
     def on_prompt_pick(pack_id: int | None, pack_prompt_id: int | None):
         pack = studio.get_pack(pack_id) if pack_id else None
-        return _prompt_editor(studio, pack, pack_prompt_id or NEW)[1:]
+        return prompt_form(pack, _pack_prompt(pack, pack_prompt_id))
 
     @guard
     def on_save_prompt(values: dict):
@@ -329,14 +371,14 @@ def build(studio: Studio, ctx: Context) -> None:
             saved = studio.edit_pack_prompt(pack_prompt_id, prompt_request(values))
         else:
             saved = studio.add_pack_prompt(pack_id, prompt_request(values))
-        return _after_prompt_edit(studio, pack_id, saved["id"])
+        return after_prompt_edit(pack_id, saved["id"])
 
     @guard
     def on_remove_prompt(pack_id: int | None, pack_prompt_id: int | None):
         if not pack_id or not pack_prompt_id:
             raise InvalidInput("Choose the prompt to remove.", field="pack_prompt_id")
         studio.remove_pack_prompt(pack_prompt_id)
-        return _after_prompt_edit(studio, pack_id, NEW)
+        return after_prompt_edit(pack_id, NEW)
 
     @guard
     def on_import(path: str | None):
@@ -362,13 +404,24 @@ def build(studio: Studio, ctx: Context) -> None:
         tune_id = tune_id if tune_id in known else (known[0] if known else None)
         if not chose:
             pack_id = _pack_for_tune(studio, pack_id, tune_id)
-        return (
-            *show_pack(pack_id),
-            gr.Dropdown(choices=tunes, value=tune_id),
-            *show_results(pack_id, tune_id, browser_id, request),
-        )
+        return {
+            **show_pack(pack_id),
+            run_tune: gr.Dropdown(choices=tunes, value=tune_id),
+            **show_results(pack_id, tune_id, browser_id, request),
+        }
 
-    after_prompt_edit = [cards, summary, prompt_list, prompt_pick, *prompt_fields, lint]
+    def on_photo_set(photo_set: dict | None) -> dict:
+        """What a tune from this pack would be trained on, and the class the photos were named."""
+        photo_set = photo_set or EMPTY_PHOTO_SET
+        count = len(photo_set.get("ids") or [])
+        note = (
+            f"Trains on the {count} photo(s) of the Photos tab with this pack's tune type, base model and preset."
+            if count
+            else "Upload photos of the subject in the Photos tab first; they are what the new tune learns."
+        )
+        return {train_note: note, train_class: photo_set.get("name") or "woman"}
+
+    edited = [cards, summary, prompt_list, prompt_pick, *prompt_fields, lint]
     shown = [choice, run_tune, ctx.browser_id]
     cards.pick(on_pick, None, choice, api_visibility="private").then(lambda: True, None, picked)
     choice.input(lambda: True, None, picked, api_visibility="private")
@@ -396,19 +449,19 @@ def build(studio: Studio, ctx: Context) -> None:
     save.click(on_save, {choice, *pack_fields}, pack_view, api_visibility="private", show_progress_on=summary)
     create.click(on_create, set(pack_fields), pack_view, api_visibility="private", show_progress_on=summary)
     delete.click(on_delete, choice, pack_view, api_visibility="private", js=CONFIRM_DELETE, show_progress_on=summary)
-    blank.click(lambda: BLANK_PACK, None, pack_fields, api_visibility="private")
+    blank.click(lambda: pack_form(None), None, pack_fields, api_visibility="private")
     prompt_pick.input(
         on_prompt_pick, [choice, prompt_pick], prompt_fields, api_visibility="private", show_progress_on=lint
     )
     save_prompt.click(
         on_save_prompt,
         {choice, prompt_pick, *prompt_fields},
-        after_prompt_edit,
+        edited,
         api_visibility="private",
         show_progress_on=lint,
     )
     remove_prompt.click(
-        on_remove_prompt, [choice, prompt_pick], after_prompt_edit, api_visibility="private", show_progress_on=lint
+        on_remove_prompt, [choice, prompt_pick], edited, api_visibility="private", show_progress_on=lint
     )
     import_button.click(on_import, upload, pack_view, api_visibility="private", show_progress_on=summary)
     export_button.click(on_export, choice, exported, api_visibility="private")
@@ -419,43 +472,15 @@ def build(studio: Studio, ctx: Context) -> None:
         api_visibility="private",
         show_progress_on=results,
     )
-    ctx.photo_set.change(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
-    ctx.blocks.load(_train_note, ctx.photo_set, [train_note, train_class], api_visibility="private")
+    ctx.photo_set.change(on_photo_set, ctx.photo_set, [train_note, train_class], api_visibility="private")
+    ctx.blocks.load(on_photo_set, ctx.photo_set, [train_note, train_class], api_visibility="private")
     on_show(ctx, on_open, [*shown, picked], [*pack_view, run_tune, results, timer])
 
 
-# The pack form's fields for a new pack (title, slug, token, description, classes, model_type,
-# base model, preset, public, unlisted).
-BLANK_PACK = ("", "", "ohwx", "", [], "lora", NEW, NONE, True, False)
 CHANGEABLE = ("title", "slug", "description", "classes", "model_type", "base_tune_id", "preset", "token")
 CHANGEABLE += ("public", "unlisted")
 RUN_HINT = "Choose a tune: this pack's prompts for its class run on it, and their images show here."
 NO_PACK = "No packs yet: fill in the editor below and save it as a new pack, or import a pack file."
-
-
-def _after_prompt_edit(studio: Studio, pack_id: int, pack_prompt_id: int) -> tuple:
-    """The cards, summary, prompt list, prompt editor (on `pack_prompt_id`) and lint results
-    once one of the pack's prompts changed."""
-    pack = studio.get_pack(pack_id)
-    return (
-        _cards(studio, pack_id),
-        _summary(studio, pack),
-        _prompt_list(pack),
-        *_prompt_editor(studio, pack, pack_prompt_id),
-        _lint_html(studio, pack_id),
-    )
-
-
-def _train_note(photo_set: dict | None) -> tuple:
-    """What a tune from this pack would be trained on, and the class the photos were named."""
-    photo_set = photo_set or EMPTY_PHOTO_SET
-    count = len(photo_set.get("ids") or [])
-    note = (
-        f"Trains on the {count} photo(s) of the Photos tab with this pack's tune type, base model and preset."
-        if count
-        else "Upload photos of the subject in the Photos tab first; they are what the new tune learns."
-    )
-    return note, photo_set.get("name") or "woman"
 
 
 def _packs_with_prompts(studio: Studio, class_name: str) -> list[dict[str, Any]]:
@@ -508,7 +533,7 @@ def _tune_choices(studio: Studio) -> list[tuple[str, int]]:
     return [
         (f"{t['title']} · {t['name']} (#{t['id']}, {t['status'].lower()})", t["id"])
         for t in studio.list_tunes(limit=200)
-        if t["status"] not in ("FAILED", "CANCELED")
+        if t["status"] not in (FAILED, CANCELED)
     ]
 
 
@@ -596,27 +621,14 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in params.items())
 
 
-def _prompt_editor(studio: Studio, pack: dict[str, Any] | None, pack_prompt_id: int) -> tuple:
-    """(prompt choice, class, images, template, negative, steps, cfg, scheduler, width, height)."""
-    prompts = [p for per_class in (pack or {}).get("prompts_per_class", {}).values() for p in per_class]
-    choices = [("New prompt", NEW), *((f"#{p['id']} {p['class_name']}: {p['text'][:60]}", p["id"]) for p in prompts)]
-    chosen = next((p for p in prompts if p["id"] == pack_prompt_id), None)
-    if chosen is None:
-        default_class = (pack or {}).get("classes", ["woman"])[:1] or ["woman"]
-        return gr.Dropdown(choices=choices, value=NEW), default_class[0], 1, "", "", None, None, NONE, None, None
-    params = chosen["params"] or {}
-    return (
-        gr.Dropdown(choices=choices, value=chosen["id"]),
-        chosen["class_name"],
-        chosen["num_images"],
-        chosen["text"],
-        chosen["negative_prompt"] or "",
-        params.get("steps"),
-        params.get("cfg_scale"),
-        params.get("scheduler") or NONE,
-        params.get("w"),
-        params.get("h"),
-    )
+def _pack_prompts(pack: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A pack's prompts, class by class."""
+    return [p for per_class in (pack or {}).get("prompts_per_class", {}).values() for p in per_class]
+
+
+def _pack_prompt(pack: dict[str, Any] | None, pack_prompt_id: int | None) -> dict[str, Any] | None:
+    """The pack's prompt `pack_prompt_id`; None for NEW or a prompt not in the pack."""
+    return next((p for p in _pack_prompts(pack) if p["id"] == pack_prompt_id), None)
 
 
 def _lint_html(studio: Studio, pack_id: int) -> str:

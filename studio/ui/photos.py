@@ -61,6 +61,25 @@ def build(studio: Studio, ctx) -> None:
 
     shown = [ctx.photo_set, summary, cards, report, characteristics, to_remove]
 
+    def render(photo_set: dict, rejected: list[dict]) -> dict:
+        """What shows a photo set: the summary line, the cards (refused uploads last), the report
+        card, the characteristics table and the choice of photos to remove."""
+        rows = studio.get_photos(photo_set["ids"])
+        verdicts = photo_set.get("verdicts") or {}
+        choices = [(f"{n + 1}. {row['filename'] or 'photo'}", row["id"]) for n, row in enumerate(rows)]
+        return {
+            summary: _summary(rows, verdicts, rejected),
+            cards: photo_cards(studio, rows, verdicts, rejected),
+            report: _report_html(photo_set) if rows else "",
+            characteristics: _table_rows(photo_set),
+            to_remove: gr.Dropdown(choices=choices, value=None),
+        }
+
+    def inspected(ids: list[int], class_name: str, current: dict, rejected: list[dict]) -> dict:
+        """The set `ids` inspected for `class_name`: the browser's new photo set and what shows it."""
+        photo_set = _inspect(studio, ids, class_name, current)
+        return {ctx.photo_set: photo_set, **render(photo_set, rejected)}
+
     @guard
     def on_upload(paths: list[str] | None, class_name: str, photo_set: dict | None = None):
         if not paths:
@@ -69,12 +88,12 @@ def build(studio: Studio, ctx) -> None:
         current = photo_set or EMPTY_PHOTO_SET
         ids = list(dict.fromkeys([*current["ids"], *(row["id"] for row in rows)]))
         rejected = [{"filename": r.filename, "reason": r.reason} for r in rejections]
-        return (*_inspected(studio, ids, class_name, current, rejected), None)
+        return {**inspected(ids, class_name, current, rejected), upload: None}
 
     @guard
     def on_class(class_name: str, photo_set: dict | None):
         current = photo_set or EMPTY_PHOTO_SET
-        return _inspected(studio, current["ids"], class_name, current, [])
+        return inspected(current["ids"], class_name, current, [])
 
     @guard
     def on_remove(photo_id, photo_set: dict | None):
@@ -82,7 +101,7 @@ def build(studio: Studio, ctx) -> None:
             raise InvalidInput("Choose the photo to remove from the set.", field="photo_id")
         current = photo_set or EMPTY_PHOTO_SET
         ids = [i for i in current["ids"] if i != int(photo_id)]
-        return _inspected(studio, ids, current["name"], current, [])
+        return inspected(ids, current["name"], current, [])
 
     def on_edit(table, photo_set: dict | None):
         """Keep the person's corrections: they win over what a later inspection finds."""
@@ -93,9 +112,12 @@ def build(studio: Studio, ctx) -> None:
         removed = [k for k in detected if k not in edited]
         return {**current, "characteristics": edited, "corrections": corrections, "removed": removed}
 
+    def on_clear():
+        return {ctx.photo_set: dict(EMPTY_PHOTO_SET), **render(EMPTY_PHOTO_SET, [])}
+
     def on_load(photo_set: dict | None):
         current = photo_set or EMPTY_PHOTO_SET
-        return (current["name"], *_render(studio, current, []))
+        return {name: current["name"], **render(current, [])}
 
     # Progress and error marks go on the summary line only: Gradio's red "Error" badge would
     # otherwise cover every output, the class box and the photo choice included.
@@ -109,15 +131,14 @@ def build(studio: Studio, ctx) -> None:
     )
     name.input(on_class, [name, ctx.photo_set], shown, api_visibility="private", show_progress_on=summary)
     remove.click(on_remove, [to_remove, ctx.photo_set], shown, api_name="remove_photo", show_progress_on=summary)
-    clear.click(
-        lambda: (dict(EMPTY_PHOTO_SET), *_render(studio, EMPTY_PHOTO_SET, [])), None, shown, api_name="clear_photos"
-    )
+    clear.click(on_clear, None, shown, api_name="clear_photos")
     characteristics.input(on_edit, [characteristics, ctx.photo_set], ctx.photo_set, api_visibility="private")
     ctx.blocks.load(on_load, ctx.photo_set, [name, *shown[1:]], api_visibility="private")
 
 
-def _inspected(studio: Studio, ids: list[int], class_name: str, current: dict, rejected: list[dict]) -> tuple:
-    """Inspect the set `ids` for `class_name`; returns the new photo set and what shows it."""
+def _inspect(studio: Studio, ids: list[int], class_name: str, current: dict) -> dict[str, Any]:
+    """The photo set `ids` inspected for `class_name` (see EMPTY_PHOTO_SET): the verdicts,
+    report and characteristics found, with the person's corrections in `current` kept."""
     result = studio.inspect_photo_set(ids, class_name)
     detected = dict(result["characteristics"])
     characteristics = {k: v for k, v in detected.items() if k not in (current.get("removed") or [])}
@@ -132,35 +153,27 @@ def _inspected(studio: Studio, ids: list[int], class_name: str, current: dict, r
         "verdicts": {str(p["id"]): {"level": p["level"], "reasons": p["reasons"]} for p in result["photos"]},
         "report": {"warnings": result["report"]["warnings"], "usable": len(result["report"]["usable"])},
     }
-    return (photo_set, *_render(studio, photo_set, rejected))
+    return photo_set
 
 
-def _render(studio: Studio, photo_set: dict, rejected: list[dict]) -> tuple:
-    """(summary, cards, report card, characteristics table, remove choices) of a photo set."""
-    rows = studio.get_photos(photo_set["ids"])
-    verdicts = photo_set.get("verdicts") or {}
+def _summary(rows: list[dict], verdicts: dict[str, Any], rejected: list[dict]) -> str:
+    """The line over the cards: how many photos the set has, how many warned, how many refused."""
+    if not (rows or rejected):
+        return "No photos yet."
     warned = sum(1 for row in rows if (verdicts.get(str(row["id"])) or {}).get("level") == "warning")
-    summary = (
-        f"**{_plural(len(rows), 'photo')} in the set**: {len(rows) - warned} ok, {warned} with warnings"
-        + (f"; {len(rejected)} refused." if rejected else ".")
-        if rows or rejected
-        else "No photos yet."
-    )
+    refused = f"; {len(rejected)} refused." if rejected else "."
+    return f"**{_plural(len(rows), 'photo')} in the set**: {len(rows) - warned} ok, {warned} with warnings{refused}"
+
+
+def _table_rows(photo_set: dict) -> list[list[str]]:
+    """The characteristics table: attribute, value and the detector's confidence in it."""
     confidence = photo_set.get("confidence") or {}
     corrected = photo_set.get("corrections") or {}
     # The detector's confidence is about its own value: a corrected one is the person's.
-    table = [
+    return [
         [key, str(value), f"{confidence[key]:.0%}" if key in confidence and key not in corrected else "edited"]
         for key, value in (photo_set.get("characteristics") or {}).items()
     ]
-    choices = [(f"{n + 1}. {row['filename'] or 'photo'}", row["id"]) for n, row in enumerate(rows)]
-    return (
-        summary,
-        photo_cards(studio, rows, verdicts, rejected),
-        _report_html(photo_set) if rows else "",
-        table,
-        gr.Dropdown(choices=choices, value=None),
-    )
 
 
 def photo_cards(

@@ -20,7 +20,10 @@ def build(studio: Studio, ctx) -> None:
     )
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(
-        lambda: (_describe(studio), _gallery_rows(studio)), None, [status_text, models], api_visibility="private"
+        lambda: {status_text: _describe(studio), models: _gallery_rows(studio)},
+        None,
+        [status_text, models],
+        api_visibility="private",
     )
 
     gr.Markdown("### API keys")
@@ -43,7 +46,7 @@ def build(studio: Studio, ctx) -> None:
     @guard
     def on_create(name: str):
         key = studio.create_api_key(name or "")
-        return key, _key_rows(studio)
+        return {new_key: key, keys: _key_rows(studio)}
 
     @guard
     def on_revoke(key_id: float | None):
@@ -62,7 +65,10 @@ def build(studio: Studio, ctx) -> None:
     revoke.click(on_revoke, revoke_id, keys, api_visibility="private")
     # Keys made in another browser, and models downloaded since, show when the tab is opened.
     on_show(
-        ctx, lambda: (_describe(studio), _gallery_rows(studio), _key_rows(studio)), None, [status_text, models, keys]
+        ctx,
+        lambda: {status_text: _describe(studio), models: _gallery_rows(studio), keys: _key_rows(studio)},
+        None,
+        [status_text, models, keys],
     )
 
 

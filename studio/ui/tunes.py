@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.domain import CANCELED, FAILED, RUNNABLE_FAMILIES, RUNNING, SUCCESS, TRAINING
 from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.packs import CLASS_NAMES
@@ -26,7 +27,6 @@ from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard, on_show
 from studio.ui.photos import photo_cards
 
 POLL_SECONDS = 1.5
-RUNNING = ("QUEUING", "TRAINING")
 MODEL_TYPES = [
     ("LoRA: trained on the photos (minutes on a GPU)", "lora"),
     ("FaceID: no training, ready at once", "faceid"),
@@ -75,22 +75,55 @@ def build(studio: Studio, ctx) -> None:
 
     details = [summary, token, download, strip, step_row, step, photos, seen, cancel]
 
-    def show(tune_id, last=None):
-        """The details of `tune_id`, or gr.skip() for each when they did not change."""
+    def cleared() -> dict:
+        """The details when no tune is chosen."""
+        return {
+            summary: "",
+            token: "",
+            download: gr.DownloadButton(visible=False),
+            strip: gr.Gallery(value=[], visible=False),
+            step_row: gr.Row(visible=False),
+            step: gr.Dropdown(choices=[], value=None),
+            photos: "",
+            seen: None,
+            cancel: gr.Button(interactive=False),
+        }
+
+    def draw(tune: dict, signature: tuple, *, with_photos: bool) -> dict:
+        """The details of one tune; its photos (thumbnails to render) only `with_photos`, else
+        they stay as they are."""
+        samples = _samples(studio, tune)
+        steps = [c["step"] for c in tune["checkpoints"]]
+        update = {
+            summary: _summary(tune),
+            token: studio.tune_token(tune["id"]) if tune["status"] == SUCCESS else "",
+            download: _download(studio, tune),
+            strip: gr.Gallery(value=samples, visible=bool(samples)),
+            step_row: gr.Row(visible=len(steps) > 1),
+            step: gr.Dropdown(choices=steps, value=tune["active_step"]),
+            seen: signature,
+            cancel: gr.Button(interactive=tune["status"] in RUNNING),  # a finished tune has nothing to cancel
+        }
+        if with_photos:
+            update[photos] = _photos_html(studio, tune)
+        return update
+
+    def show(tune_id, last=None) -> dict:
+        """The details of `tune_id`; none (an empty dict) when they did not change since `last`."""
         if tune_id is None:
-            return _cleared()
+            return cleared()
         try:
             tune = studio.get_tune(int(tune_id))
         except NotFound:  # deleted meanwhile (another page, the API)
-            return _cleared()
+            return cleared()
         signature = (tune["id"], tune["status"], round(tune["progress"] or 0, 2), tune["active_step"])
         if signature == last:
-            return (gr.skip(),) * len(details)
-        return _details(studio, tune, signature, with_photos=last is None or last[0] != tune["id"])
+            return {}
+        return draw(tune, signature, with_photos=last is None or last[0] != tune["id"])
 
     def poll(tune_id, last):
         running = any(t["status"] in RUNNING for t in studio.list_tunes(limit=100))
-        return (_listing(studio), *show(tune_id, last), gr.Timer(active=running))
+        return {listing: _listing(studio), **show(tune_id, last), timer: gr.Timer(active=running)}
 
     @guard
     def on_create(values: dict):
@@ -101,7 +134,7 @@ def build(studio: Studio, ctx) -> None:
         request = _tune_request(fields, photo_set.get("characteristics") or {})
         tune = studio.create_tune(request, photo_ids=list(photo_set["ids"]))
         gr.Info(f"Tune {tune['id']} '{html.escape(tune['title'])}' is {tune['status']}.")
-        return (*poll(tune["id"], None), gr.Dropdown(choices=_choices(studio), value=tune["id"]))
+        return {**poll(tune["id"], None), chosen: gr.Dropdown(choices=_choices(studio), value=tune["id"])}
 
     @guard
     def on_cancel(tune_id):
@@ -111,7 +144,7 @@ def build(studio: Studio, ctx) -> None:
     @guard
     def on_delete(tune_id):
         studio.delete_tune(_required(tune_id))
-        return (_listing(studio), gr.Dropdown(choices=_choices(studio), value=None), *_cleared())
+        return {listing: _listing(studio), chosen: gr.Dropdown(choices=_choices(studio), value=None), **cleared()}
 
     @guard
     def on_use_step(tune_id, chosen_step):
@@ -122,14 +155,14 @@ def build(studio: Studio, ctx) -> None:
         return show(tune_id)
 
     def on_photo_set(photo_set):
-        return _photo_note(photo_set), (photo_set or EMPTY_PHOTO_SET).get("name") or "woman"
+        return {photo_note: _photo_note(photo_set), form["name"]: (photo_set or EMPTY_PHOTO_SET).get("name") or "woman"}
 
     def on_open(tune_id):
         """On load and each time the tab is shown: tunes made elsewhere (the Packs tab, the
         API) appear, and the chosen tune's details are drawn afresh."""
         choices = _choices(studio)
         tune_id = tune_id if tune_id in {value for _, value in choices} else None
-        return gr.Dropdown(choices=choices, value=tune_id), *poll(tune_id, None)
+        return {chosen: gr.Dropdown(choices=choices, value=tune_id), **poll(tune_id, None)}
 
     polled = [listing, *details, timer]
     # Progress and error marks go on one output each: Gradio's red "Error" badge would otherwise
@@ -154,7 +187,7 @@ def build(studio: Studio, ctx) -> None:
 
 def _form(studio: Studio) -> dict[str, Any]:
     """The request's fields by TuneRequest name; advanced training settings folded away."""
-    models = [m for m in studio.base_models() if m["family"] in ("sd15", "sdxl")]
+    models = [m for m in studio.base_models() if m["family"] in RUNNABLE_FAMILIES]
     fields: dict[str, Any] = {
         "model_type": gr.Radio(MODEL_TYPES, value="lora", label="Kind", elem_id="tune-kind"),
         "title": gr.Textbox(label="Title", placeholder="unique, e.g. Jane 2026-05", elem_id="tune-title"),
@@ -264,7 +297,7 @@ def _tune_card(studio: Studio, tune: dict) -> str:
     percent = round(100 * (tune["progress"] or 0))
     progress = ""
     if status in RUNNING:
-        left = _seconds_left(tune["eta"]) if status == "TRAINING" else None
+        left = _seconds_left(tune["eta"]) if status == TRAINING else None
         timing = f" · about {_duration(left)} left" if left is not None else ""
         progress = (
             f"<div class='bar' role='progressbar' aria-valuenow='{percent}' aria-valuemin='0' aria-valuemax='100'>"
@@ -272,9 +305,9 @@ def _tune_card(studio: Studio, tune: dict) -> str:
             f"<div class='detail progress-text'>{percent}% · {html.escape(tune['message'] or 'waiting in the queue')}"
             f"{timing}</div>"
         )
-    elif status in ("FAILED", "CANCELED") and tune["message"]:
+    elif status in (FAILED, CANCELED) and tune["message"]:
         progress = f"<div class='detail'>{html.escape(tune['message'])}</div>"
-    token = html.escape(studio.tune_token(tune["id"]), quote=True) if status == "SUCCESS" else ""
+    token = html.escape(studio.tune_token(tune["id"]), quote=True) if status == SUCCESS else ""
     token_line = (
         f"<div class='token'><code>{token}</code><button class='copy-token' data-token='{token}'>Copy</button></div>"
         if token
@@ -289,15 +322,15 @@ def _tune_card(studio: Studio, tune: dict) -> str:
     )
 
 
-def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool) -> tuple:
-    """(summary, token, download, strip, step row, step, photos, signature) for one tune; the
-    photos (thumbnails to render) only `with_photos`, else left as they are."""
+def _summary(tune: dict) -> str:
+    """A tune's kind, class, token and status, its message and warnings, and which checkpoint
+    prompts use (Markdown)."""
     lines = [
         f"**#{tune['id']} {tune['title']}**: {tune['model_type']} tune of a {tune['name']}, "
         f"token `{tune['token']}`, status **{tune['status']}**"
         + (f" ({round(100 * (tune['progress'] or 0))}%)" if tune["status"] in RUNNING else "")
     ]
-    if tune["message"] and tune["status"] != "SUCCESS":
+    if tune["message"] and tune["status"] != SUCCESS:
         lines.append(f"Message: {tune['message']}")
     lines += [f"- {warning}" for warning in tune["warnings"]]
     if tune.get("best_step") is not None:
@@ -307,33 +340,28 @@ def _details(studio: Studio, tune: dict, signature: tuple, *, with_photos: bool)
         )
     elif len(tune["checkpoints"]) > 1 and tune["active_step"] is not None:
         lines.append(f"Prompts use the checkpoint of step **{tune['active_step']}**.")
-    samples = [
+    return "\n\n".join(lines)
+
+
+def _samples(studio: Studio, tune: dict) -> list[tuple[str, str]]:
+    """The checkpoint sample strip: (image path, caption) per checkpoint that has a sample."""
+    return [
         (str(studio.public_path(row["sample_path"])), _sample_caption(row, tune.get("best_step")))
         for row in studio.tune_checkpoints(tune["id"])
         if row["sample_path"]
     ]
-    steps = [c["step"] for c in tune["checkpoints"]]
-    photos = gr.skip()
-    if with_photos:
-        rows = studio.tune_photos(tune["id"])
-        # The set's verdicts, as the Photos tab's report card gave them: a photo of a different
-        # person (or a near duplicate) is fine on its own, so its own inspection says "ok".
-        verdicts = {
-            str(p["id"]): {"level": p["level"], "reasons": p["reasons"]}
-            for p in studio.inspect_photo_set([row["id"] for row in rows], tune["name"])["photos"]
-        }
-        photos = "<p><b>The photos it was made from</b></p>" + photo_cards(studio, rows, verdicts)
-    return (
-        "\n\n".join(lines),
-        studio.tune_token(tune["id"]) if tune["status"] == "SUCCESS" else "",
-        _download(studio, tune),
-        gr.Gallery(value=samples, visible=bool(samples)),
-        gr.Row(visible=len(steps) > 1),
-        gr.Dropdown(choices=steps, value=tune["active_step"]),
-        photos,
-        signature,
-        gr.Button(interactive=tune["status"] in RUNNING),  # a finished tune has nothing to cancel
-    )
+
+
+def _photos_html(studio: Studio, tune: dict) -> str:
+    """Cards for the photos a tune was made from, with the badges the set's inspection gave."""
+    rows = studio.tune_photos(tune["id"])
+    # The set's verdicts, as the Photos tab's report card gave them: a photo of a different
+    # person (or a near duplicate) is fine on its own, so its own inspection says "ok".
+    verdicts = {
+        str(p["id"]): {"level": p["level"], "reasons": p["reasons"]}
+        for p in studio.inspect_photo_set([row["id"] for row in rows], tune["name"])["photos"]
+    }
+    return "<p><b>The photos it was made from</b></p>" + photo_cards(studio, rows, verdicts)
 
 
 def _sample_caption(checkpoint: dict, best: int | None) -> str:
@@ -344,24 +372,10 @@ def _sample_caption(checkpoint: dict, best: int | None) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def _cleared() -> tuple:
-    return (
-        "",
-        "",
-        gr.DownloadButton(visible=False),
-        gr.Gallery(value=[], visible=False),
-        gr.Row(visible=False),
-        gr.Dropdown(choices=[], value=None),
-        "",
-        None,
-        gr.Button(interactive=False),
-    )
-
-
 def _download(studio: Studio, tune: dict):
     """The download button with a copy of the LoRA outside STUDIO_HOME (Gradio serves no file
     from the studio's private areas), named after the tune; hidden when there is none."""
-    if tune["model_type"] != "lora" or tune["status"] != "SUCCESS":
+    if tune["model_type"] != "lora" or tune["status"] != SUCCESS:
         return gr.DownloadButton(visible=False)
     source = studio.lora_file(tune["id"])
     folder = Path(tempfile.gettempdir()) / "avatar-studio-downloads" / source.stem
