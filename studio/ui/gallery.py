@@ -101,7 +101,7 @@ def build(studio: Studio, ctx: Context) -> None:
         request: gr.Request,
         event: gr.EventData,
     ):
-        studio.delete_prompt(board.event_int(event, "prompt"))
+        studio.delete_prompt(board.event_int(event, "prompt"), cancel=True)
         return show(tune_id, pack_id, order, match, count, browser_id, request)
 
     @guard

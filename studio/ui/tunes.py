@@ -143,7 +143,7 @@ def build(studio: Studio, ctx) -> None:
 
     @guard
     def on_delete(tune_id):
-        studio.delete_tune(_required(tune_id))
+        studio.delete_tune(_required(tune_id), cancel=True)
         return {listing: _listing(studio), chosen: gr.Dropdown(choices=_choices(studio), value=None), **cleared()}
 
     @guard
