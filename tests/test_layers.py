@@ -115,7 +115,7 @@ def test_storage_imports_nothing_of_studio(graph):
 
 
 @pytest.mark.parametrize("face", ["studio.ui", "studio.api"])
-def test_ui_and_api_import_neither_storage_nor_the_torch_flows(graph, face):
+def test_ui_and_api_import_neither_storage_nor_services_nor_the_torch_flows(graph, face):
     bad = {m: sorted(t for t in ts if within(t, "storage", *TORCH_FLOWS)) for m, ts in graph.items() if within(m, face)}
     assert {m: ts for m, ts in bad.items() if ts} == {}
 

@@ -10,7 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from studio.errors import StudioError
-from studio.services.api_keys import LOCAL_USER
+
+#: Who a keyless request acts for.
+LOCAL_USER = "local"
 
 
 class Unauthorized(StudioError):

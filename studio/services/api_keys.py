@@ -12,9 +12,6 @@ from storage import Store
 from studio.config import Settings
 from studio.errors import InvalidInput
 
-#: Who a keyless request acts for (the API on loopback with no key set).
-LOCAL_USER = "local"
-
 
 def key_hash(key: str) -> str:
     """How API keys are kept at rest: sha256 hex of the key."""
