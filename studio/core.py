@@ -1179,7 +1179,7 @@ class Studio:
                 self.files.delete(path)
 
     def _store_lora(self, data: bytes, family: str | None) -> tuple[str, str | None]:
-        from studio.engine import safetensors_header
+        from studio.engine_models import safetensors_header
 
         if len(data) > self.settings.max_lora_mb * 2**20:
             raise TooLarge(f"The LoRA is over {self.settings.max_lora_mb} MB (STUDIO_MAX_LORA_MB).", field="file")
@@ -1941,7 +1941,8 @@ class Studio:
         return result
 
     def _inspect_stored_photos(self, rows: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
-        from studio.inspection import analyze_photo, report_card
+        from studio.inspection import analyze_photo
+        from studio.inspection_report import report_card
 
         analyzer = self.face_analyzer
         inspections = [analyze_photo(np.asarray(self._photo_image(row)), analyzer, name) for row in rows]
@@ -2552,7 +2553,8 @@ class Studio:
         `rejected` ({filename, reason} per refused file: bad files never stop the good ones),
         `report` (`inspection.report_card`; its indexes are those of `photos`),
         `characteristics` with `characteristics_confidence`, and `face_backend`."""
-        from studio.inspection import analyze_photo, report_card, validate_uploads
+        from studio.inspection import analyze_photo, validate_uploads
+        from studio.inspection_report import report_card
 
         photos, rejections = validate_uploads(
             files, max_photos=self.settings.max_photos, max_bytes=self.settings.max_upload_mb * 2**20
@@ -2609,7 +2611,7 @@ class Studio:
 
     def _device_description(self) -> str:
         """The device and dtype generation and training run on, as STUDIO_DEVICE resolves here."""
-        from studio.engine import pick_device
+        from studio.engine_models import pick_device
 
         try:
             device, dtype = pick_device(self.settings.device)

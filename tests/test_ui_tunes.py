@@ -8,7 +8,7 @@ import pytest
 from photos import astronaut, encode, mirrored, rotated
 
 from conftest import screenshot
-from studio.engine import safetensors_header
+from studio.engine_models import safetensors_header
 
 pytestmark = pytest.mark.browser
 
