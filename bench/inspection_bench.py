@@ -6,7 +6,7 @@ stage by stage with the configured face backend (default: dlib, offline):
     detect   faces and landmarks (`analyzer.detect`, plus the closer second look when none)
     embed    identity vector of the best face (`analyzer.embed`)
     checks   every per-photo finding and characteristic (`inspection.check_photo`)
-    set      the report card over all photos (`inspection.report_card`)
+    set      the report card over all photos (`inspection_report.report_card`)
 
     .venv/bin/python bench/inspection_bench.py                 # 30 photos, dlib
     .venv/bin/python bench/inspection_bench.py --photos 60 --backend insightface
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 import photos as P  # noqa: E402
 
-from studio import inspection  # noqa: E402
+from studio import inspection, inspection_report  # noqa: E402
 from studio.faces import open_analyzer  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def run_studio(files: list[tuple[str, bytes]], analyzer) -> dict[str, list[float
         stages["embed"].append(embedded - detected)
         stages["checks"].append(checked - embedded)
     started = clock()
-    inspection.report_card(inspections, analyzer.same_person_distance)
+    inspection_report.report_card(inspections, analyzer.same_person_distance)
     stages["set"] = [clock() - started]
     return stages
 

@@ -95,7 +95,7 @@ class Runtime:
 
     def device_description(self) -> str:
         """The device and dtype generation and training run on, as STUDIO_DEVICE resolves here."""
-        from studio.engine import pick_device
+        from studio.engine_models import pick_device
 
         try:
             device, dtype = pick_device(self.settings.device)

@@ -305,7 +305,7 @@ def load_pipeline(model: str | Path, family: str, *, dtype: Any = None):
     except (OSError, ValueError, SafetensorError):
         if not Path(source).is_dir():
             raise
-        from studio.engine import describe_unloadable_folder
+        from studio.engine_models import describe_unloadable_folder
         from studio.errors import Unavailable
 
         log.exception("the base model folder %s did not load", source)

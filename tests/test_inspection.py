@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from studio import inspection as I
+from studio import inspection_checks as C
+from studio import inspection_report as R
 from studio.errors import InvalidInput
 from studio.faces import DlibAnalyzer
 
@@ -149,7 +151,7 @@ def test_the_json_has_astrias_fields_with_score_and_threshold(plain):
         assert key in data
     assert data["name"] == "woman" and data["face_backend"] == "dlib" and len(data["faces"]) == 1
     assert set(data["findings"]["blurry"]) == {"value", "score", "threshold", "message"}
-    assert data["findings"]["blurry"]["threshold"] == I.BLUR_THRESHOLD
+    assert data["findings"]["blurry"]["threshold"] == C.BLUR_THRESHOLD
     assert data["warnings"] == [] and (data["width"], data["height"]) == (512, 512)
 
 
@@ -179,7 +181,7 @@ def test_a_black_and_white_photo_has_no_hair_colour(analyzer):
 def test_glasses_and_head_cover_are_characteristics(analyzer, plain):
     glasses = inspect(analyzer, P.with_glasses(A(), P.ASTRONAUT_EYES))
     assert glasses.characteristics["glasses"] == "glasses" and not glasses.findings["wearing_sunglasses"].value
-    assert glasses.measurements["glasses"].score > I.GLASSES_THRESHOLD
+    assert glasses.measurements["glasses"].score > C.GLASSES_THRESHOLD
     assert plain.characteristics["glasses"] == "" and plain.characteristics["headcover"] == ""
     hat = inspect(analyzer, P.with_hat(A(), P.ASTRONAUT_EYES))
     assert hat.characteristics["headcover"] == "with head cover" and "hair_color" not in hat.characteristics
@@ -199,7 +201,7 @@ def astronaut_set(analyzer) -> list[I.PhotoInspection]:
 
 def test_five_photos_of_one_person_and_one_of_another_flag_exactly_the_other(analyzer, astronaut_set):
     joey = inspect(analyzer, P.friend("joey"))
-    card = I.report_card([*astronaut_set[:3], joey, *astronaut_set[3:]], analyzer.same_person_distance)
+    card = R.report_card([*astronaut_set[:3], joey, *astronaut_set[3:]], analyzer.same_person_distance)
     assert [o["index"] for o in card["identity_outliers"]] == [3]
     assert card["identity_outliers"][0]["distance"] > analyzer.same_person_distance
     assert card["usable"] == [0, 1, 2, 4, 5]
@@ -208,35 +210,35 @@ def test_five_photos_of_one_person_and_one_of_another_flag_exactly_the_other(ana
 
 def test_two_photos_of_two_people_are_both_reported(analyzer, astronaut_set):
     ross = inspect(analyzer, P.friend("ross"))
-    outliers = I.identity_outliers([astronaut_set[0], ross], analyzer.same_person_distance)
+    outliers = R.identity_outliers([astronaut_set[0], ross], analyzer.same_person_distance)
     assert [o["index"] for o in outliers] == [0, 1]
-    assert I.identity_outliers(astronaut_set[:2], analyzer.same_person_distance) == []
+    assert R.identity_outliers(astronaut_set[:2], analyzer.same_person_distance) == []
 
 
 def test_near_duplicates_are_grouped(analyzer, astronaut_set):
     copy = Image.open(io.BytesIO(P.encode(P.darkened(A(), 0.93), "JPEG", quality=70)))
     again = inspect(analyzer, copy)
-    assert I.hamming(astronaut_set[0].phash, again.phash) <= I.DUPLICATE_BITS
-    card = I.report_card([astronaut_set[0], astronaut_set[1], again], analyzer.same_person_distance)
+    assert R.hamming(astronaut_set[0].phash, again.phash) <= R.DUPLICATE_BITS
+    card = R.report_card([astronaut_set[0], astronaut_set[1], again], analyzer.same_person_distance)
     assert card["near_duplicates"] == [[0, 2]]
     assert "Photos 1, 3 are near-duplicates: keep one and add different photos." in card["warnings"]
-    assert I.near_duplicates(astronaut_set) == []
+    assert R.near_duplicates(astronaut_set) == []
 
 
 def test_too_few_photos_and_no_variety(analyzer, astronaut_set):
-    card = I.report_card(astronaut_set, analyzer.same_person_distance)
+    card = R.report_card(astronaut_set, analyzer.same_person_distance)
     assert card["too_few_photos"]["value"] is False and card["usable"] == [0, 1, 2, 3, 4]
     assert card["no_variety"]["value"] is True  # one photo, five ways: frontal, one background
-    few = I.report_card(astronaut_set[:3], analyzer.same_person_distance)
+    few = R.report_card(astronaut_set[:3], analyzer.same_person_distance)
     assert few["too_few_photos"]["value"] is True and few["too_few_photos"]["score"] == 3
     friends = [inspect(analyzer, P.friend(name)) for name in ("rachel", "chandler", "joey")]
-    assert I.no_variety(friends).value is False  # turned heads
+    assert R.no_variety(friends).value is False  # turned heads
 
 
 def test_characteristics_are_what_most_usable_photos_agree_on(analyzer, astronaut_set):
     phoebe = inspect(analyzer, P.friend("phoebe"))
     blurred = inspect(analyzer, P.blurred(A(), 2))
-    card = I.report_card([*astronaut_set, phoebe, blurred], analyzer.same_person_distance)
+    card = R.report_card([*astronaut_set, phoebe, blurred], analyzer.same_person_distance)
     assert card["usable"] == [0, 1, 2, 3, 4]  # Phoebe is another person, the blurred one is blurry
     assert card["characteristics"]["hair_color"] == "brown hair"
     assert card["characteristics_confidence"]["hair_color"] == 1.0

@@ -89,7 +89,7 @@ class Adapters:
                 self.files.delete(path)
 
     def _store_lora(self, data: bytes, family: str | None) -> tuple[str, str | None]:
-        from studio.engine import safetensors_header
+        from studio.engine_models import safetensors_header
 
         if len(data) > self.settings.max_lora_mb * 2**20:
             raise TooLarge(f"The LoRA is over {self.settings.max_lora_mb} MB (STUDIO_MAX_LORA_MB).", field="file")

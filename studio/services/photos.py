@@ -69,7 +69,7 @@ class Photos:
     def inspect_photo_set(self, photo_ids: Sequence[int], name: str | None) -> dict[str, Any]:
         """Inspect stored photos as one set of a subject of class `name`: `photos` (id,
         filename, `inspection` JSON, and `level` 'ok' or 'warning' with the `reasons`, the set's
-        verdicts on that photo included), `report` (`inspection.report_card`), and the
+        verdicts on that photo included), `report` (`inspection_report.report_card`), and the
         `characteristics` most photos agree on with their `confidence` (0..1). Photos no longer
         stored are left out."""
         rows = self.get_photos(photo_ids)
@@ -86,7 +86,8 @@ class Photos:
         return result
 
     def _inspect_stored_photos(self, rows: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
-        from studio.inspection import analyze_photo, report_card
+        from studio.inspection import analyze_photo
+        from studio.inspection_report import report_card
 
         analyzer = self.runtime.face_analyzer
         inspections = [analyze_photo(np.asarray(self.photo_image(row)), analyzer, name) for row in rows]
@@ -158,9 +159,10 @@ class Photos:
 
         Returns `photos` (per accepted photo: `index`, `filename` and its inspection JSON),
         `rejected` ({filename, reason} per refused file: bad files never stop the good ones),
-        `report` (`inspection.report_card`; its indexes are those of `photos`),
+        `report` (`inspection_report.report_card`; its indexes are those of `photos`),
         `characteristics` with `characteristics_confidence`, and `face_backend`."""
-        from studio.inspection import analyze_photo, report_card, validate_uploads
+        from studio.inspection import analyze_photo, validate_uploads
+        from studio.inspection_report import report_card
 
         photos, rejections = validate_uploads(
             files, max_photos=self.settings.max_photos, max_bytes=self.settings.max_upload_mb * 2**20
