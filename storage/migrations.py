@@ -12,6 +12,8 @@ a database part-way through either order upgrades to it (tests/test_migrations.p
 
 from __future__ import annotations
 
+import re
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -433,3 +435,113 @@ def m070_checkpoint_resume_state(db: Database) -> None:
     intermediate checkpoint keeps the file it resumes from (optimizer, LR schedule, noise
     generator). The file only serves an unfinished training and is dropped when it ends."""
     db.execute("ALTER TABLE checkpoints ADD COLUMN resume_path TEXT")
+
+
+#: The tables whose ids a client, a stored token (`<lora:ID:…>`, `<faceid:ID:…>`), a callback or
+#: an API key can hold.
+_NEVER_REUSED = (
+    "tunes",
+    "photos",
+    "packs",
+    "pack_prompts",
+    "prompts",
+    "prompt_runs",
+    "adapters",
+    "jobs",
+    "api_keys",
+    "checkpoints",
+)
+
+
+@migrations(transactional=False)
+def m080_ids_never_reused(db: Database) -> None:
+    """Ids are never handed out twice. Without AUTOINCREMENT SQLite gives a new row the largest
+    id + 1, so deleting the newest tune let the next tune take its id: an old prompt's
+    `<faceid:ID:1>` then rendered someone else's face, and stored tokens, callbacks and clients'
+    ids pointed at the wrong person. AUTOINCREMENT keeps the highest id ever used in
+    sqlite_sequence, across restarts.
+
+    SQLite cannot add AUTOINCREMENT to a table, so each table is rebuilt from its own CREATE
+    statement (whatever columns earlier migrations added) in one transaction, with every row,
+    index and trigger kept; foreign keys are off while the tables are swapped (a DROP would
+    otherwise cascade), then checked. sqlite_sequence starts above the largest id still present
+    or still named by a job. Not transactional in sqlite-utils' sense because foreign keys can
+    only be switched off outside a transaction; the rebuild skips a table that already has
+    AUTOINCREMENT, so it is safe to run again if it was cut off before being recorded."""
+    conn = db.conn
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with db.atomic():
+            _rebuild_with_autoincrement(db)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"m080: foreign keys broken by the rebuild: {broken[:5]}")
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+
+
+def _rebuild_with_autoincrement(db: Database) -> None:
+    conn = db.conn
+    schema = {
+        name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+    }
+    pending = [t for t in _NEVER_REUSED if t in schema and "AUTOINCREMENT" not in schema[t].upper()]
+    if pending:
+        # Triggers and views name the tables in their bodies; a rename with one of them pointing
+        # at a table dropped meanwhile fails, so they go first and come back at the end.
+        dependents = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL"
+        ).fetchall()
+        for kind, name, _ in dependents:
+            conn.execute(f'DROP {kind.upper()} "{name}"')
+        for table in pending:
+            sql = schema[table]
+            rebuilt, count = re.subn(
+                r"^(\s*CREATE\s+TABLE\s+)(\"?)" + table + r"\2(\s*\()",
+                rf'\1"_m080_{table}"\3',
+                sql,
+                count=1,
+                flags=re.IGNORECASE,
+            )
+            rebuilt, found = re.subn(
+                r"(\bid\s+INTEGER\s+PRIMARY\s+KEY)\b(?!\s+AUTOINCREMENT)",
+                r"\1 AUTOINCREMENT",
+                rebuilt,
+                count=1,
+                flags=re.IGNORECASE,
+            )
+            if not (count and found):
+                raise RuntimeError(f"m080: cannot read the id column of table {table}: {sql}")
+            indexes = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
+                )
+            ]
+            columns = ", ".join(f'"{row[1]}"' for row in conn.execute(f'PRAGMA table_info("{table}")'))
+            conn.execute(rebuilt)
+            conn.execute(f'INSERT INTO "_m080_{table}" ({columns}) SELECT {columns} FROM "{table}"')
+            conn.execute(f'DROP TABLE "{table}"')
+            conn.execute(f'ALTER TABLE "_m080_{table}" RENAME TO "{table}"')
+            for index in indexes:
+                conn.execute(index)
+        for _, _, sql in dependents:
+            conn.execute(sql)
+    # The largest id a row or a job still names; rows deleted before this migration left no
+    # other trace, so the sequence can only start above what is known.
+    floors = {
+        "tunes": "SELECT MAX(subject_id) FROM jobs WHERE kind = 'train'",
+        "prompts": "SELECT MAX(subject_id) FROM jobs WHERE kind = 'generate'",
+    }
+    for table in _NEVER_REUSED:
+        if table not in schema:
+            continue
+        highest = conn.execute(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"').fetchone()[0]
+        if table in floors:
+            highest = max(highest, conn.execute(floors[table]).fetchone()[0] or 0)
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", [table]).fetchone()
+        if seq is None:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, highest])
+        elif seq[0] < highest:
+            conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", [highest, table])

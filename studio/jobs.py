@@ -14,14 +14,14 @@ prompt for 'generate') in the same transaction (see `Store.claim_job` and friend
 - A job left TRAINING by a process that died is re-queued once at the next start, then failed
   with "interrupted by a restart" (`MAX_ATTEMPTS`).
 - Callbacks are POSTed once, from a small thread pool, so a slow or dead endpoint never holds up
-  the worker; failures are logged and not retried (Astria does not retry either).
+  the worker, to the address checked when sent and within one deadline each; failures are
+  logged and not retried (Astria does not retry either).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +34,17 @@ from urllib.parse import urlsplit
 from storage import Store
 from storage.status import CANCELED, FAILED, QUEUING, SUCCESS
 from studio.errors import InvalidInput, StudioError
+from studio.fetch import (
+    USER_AGENT,
+    RefusedAddress,
+    Resolver,
+    checked_address,
+    default_port,
+    network_errors,
+    pinned_pool,
+    request_url,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,32 +259,57 @@ def _failure_message(job: dict, error: Exception) -> str:
 # -- callbacks -------------------------------------------------------------------------------
 
 
-def check_callback_url(url: str | None, field: str = "callback") -> str | None:
+def check_callback_url(
+    url: str | None, field: str = "callback", *, allow_private: bool = False, resolver: Resolver = resolve
+) -> str | None:
     """The callback URL if it is a usable http(s) address, None when empty; InvalidInput naming
-    `field` otherwise. Whether the host is public is checked when it is called."""
+    `field` otherwise, also when (unless `allow_private`) its host is or resolves to a private
+    or loopback address. A host that does not resolve now is accepted: it is resolved and
+    checked again when the callback is sent, and connected to only at the address checked."""
     if url is None or not str(url).strip():
         return None
     url = str(url).strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+    try:
+        port = default_port(url)
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or len(url) > 2000:
         raise InvalidInput(f"{field} {url!r} must be an http or https URL", field=field)
+    if not allow_private:
+        try:
+            checked_address(parts.hostname, port, resolver=resolver)
+        except RefusedAddress as refused:
+            if refused.private:
+                raise InvalidInput(
+                    f"{field} {url!r} is refused: {refused.reason}; the studio only calls public addresses "
+                    "back (STUDIO_ALLOW_PRIVATE_URLS=1 allows others)",
+                    field=field,
+                ) from None
     return url
 
 
 class CallbackSender:
-    """POSTs JSON bodies to callback URLs once each, from a small thread pool, with a timeout.
+    """POSTs JSON bodies to callback URLs once each, from a small thread pool, within a deadline.
 
-    The query string is kept as given (clients put their own ids there). Unless
-    `allow_private`, a URL whose host resolves to a private or loopback address is not called
-    (the studio must not become a way into the private network). Failures are logged only.
+    The query string is kept as given (clients put their own ids there). The host is resolved
+    once when the callback is sent (`resolver`, the system's by default) and, unless
+    `allow_private`, not called when any address it resolves to is private or loopback (the
+    studio must not become a way into the private network); the POST then goes to the address
+    that was checked, with the URL's host as Host header and TLS server name. Failures are
+    logged only.
 
-    `timeout` (seconds) bounds each wait on an endpoint (connecting, sending, each read), so
-    an endpoint that accepts and never answers costs one pool thread that long, never the
-    job worker, and `close` waits at most that long for the callbacks still queued."""
+    `timeout` (seconds) is one deadline for each callback as a whole — connecting, sending and
+    reading the answer — so an endpoint that accepts and never answers, or drips its answer a
+    byte at a time, costs one pool thread that long, never the job worker, and `close` waits at
+    most that long for the callbacks still queued."""
 
-    def __init__(self, *, allow_private: bool = False, timeout: float = 10.0, max_workers: int = 2):
+    def __init__(
+        self, *, allow_private: bool = False, timeout: float = 10.0, max_workers: int = 2, resolver: Resolver = resolve
+    ):
         self.allow_private = allow_private
         self.timeout = timeout
+        self.resolver = resolver
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="studio-callback")
         self._pending: set[Future] = set()
         self._pending_lock = threading.Lock()
@@ -289,7 +325,7 @@ class CallbackSender:
     def close(self, wait: bool = True) -> None:
         """Stop taking callbacks. With `wait`, give the queued ones up to `timeout` seconds in
         all to go out (a pool of hung endpoints must not hold up a shutdown); those not started
-        by then are dropped with a warning, and those running end by their own timeout."""
+        by then are dropped with a warning, and those running end by their own deadline."""
         self._pool.shutdown(wait=False)
         if wait:
             with self._pending_lock:
@@ -304,33 +340,31 @@ class CallbackSender:
             self._pending.discard(future)
 
     def _post(self, url: str, body: Any) -> bool:
-        import httpx
-
-        reason = None if self.allow_private else _private_host(url)
-        if reason:
-            log.warning("callback %s not called: %s (set STUDIO_ALLOW_PRIVATE_URLS=1 to allow it)", url, reason)
-            return False
+        deadline = time.monotonic() + self.timeout
         try:
-            response = httpx.post(url, json=body, timeout=self.timeout, follow_redirects=False)
-        except httpx.HTTPError as error:
-            log.warning("callback %s failed: %s", url, error)
+            host, port = urlsplit(url).hostname or "", default_port(url)
+            address = checked_address(host, port, allow_private=self.allow_private, resolver=self.resolver)
+        except RefusedAddress as refused:
+            hint = " (set STUDIO_ALLOW_PRIVATE_URLS=1 to allow it)" if refused.private else ""
+            log.warning("callback %s not called: %s%s", url, refused.reason, hint)
             return False
-        if not response.is_success:
-            log.warning("callback %s answered HTTP %s", url, response.status_code)
+        except ValueError as error:
+            log.warning("callback %s not called: %s", url, error)
             return False
-        log.info("callback %s answered HTTP %s", url, response.status_code)
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "*/*", "User-Agent": USER_AGENT}
+        try:
+            with (
+                pinned_pool(address, deadline) as pool,
+                pool.stream("POST", request_url(url), headers=headers, content=content) as response,
+            ):
+                status = response.status  # the answer's body is not needed
+        except (*network_errors(), ValueError) as error:
+            late = " (its deadline passed)" if time.monotonic() >= deadline else ""
+            log.warning("callback %s failed%s: %s", url, late, str(error) or type(error).__name__)
+            return False
+        if not 200 <= status < 300:
+            log.warning("callback %s answered HTTP %s", url, status)
+            return False
+        log.info("callback %s answered HTTP %s", url, status)
         return True
-
-
-def _private_host(url: str) -> str | None:
-    """Why `url` must not be called (its host is private or does not resolve), else None."""
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        return f"host {host} does not resolve"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return f"host {host} is a private or loopback address ({address})"
-    return None

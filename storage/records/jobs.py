@@ -155,6 +155,30 @@ class Jobs(Records):
                 )
         return job
 
+    def fail_unstarted_prompts(self, prompt_ids: list[int], message: str) -> list[int]:
+        """End those of these prompts that have not started FAILED with `message`: a queued
+        prompt with its job, a prompt waiting for its tune (no job yet) alone. Running and
+        finished prompts are left as they are. Returns the ids of the prompts failed."""
+        failed = []
+        stamp = now()
+        with self._write_transaction():
+            for prompt_id in prompt_ids:
+                job_id = self._scalar(
+                    "SELECT id FROM jobs WHERE kind = 'generate' AND subject_id = ? AND status = ?",
+                    [prompt_id, QUEUING],
+                )
+                if job_id is not None:
+                    done = self.finish_job(job_id, FAILED, message, only_from=(QUEUING,)) is not None
+                else:
+                    done = self.db.execute(
+                        "UPDATE prompts SET status = ?, message = ?, updated_at = ? WHERE id = ? AND status = ? "
+                        "AND id NOT IN (SELECT subject_id FROM jobs WHERE kind = 'generate' AND status IN (?, ?))",
+                        [FAILED, message, stamp, prompt_id, QUEUING, QUEUING, TRAINING],
+                    ).rowcount
+                if done:
+                    failed.append(prompt_id)
+        return failed
+
     def cancel_job(self, job_id: int) -> dict | None:
         """Cancel a job. A queued one is CANCELED at once (with its subject); a running one is
         flagged and stopped by its worker at its next step. Returns the job as it now is."""

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from storage.database import Records, marks, now, where
-from storage.status import QUEUING, SUCCESS
+from storage.status import QUEUING, SUCCESS, TRAINING
 
 # Gallery filters on likeness (m060 columns): some image shows the subject, or images were
 # scored and none does.
@@ -50,6 +50,15 @@ class Prompts(Records):
         """Delete the prompt row; its likes and images go first (m040 trigger), then its pack
         counters follow."""
         self._delete("prompts", prompt_id)
+
+    def unfinished_prompts_naming(self, tune_id: int) -> list[dict]:
+        """Other tunes' prompts, not finished, whose text may name tune `tune_id` in a token
+        (`<lora:ID:…>`, `<faceid:ID:…>`): every one that does, and perhaps some that only contain
+        the digits (the token grammar is the caller's to apply), oldest first."""
+        return self._query(
+            "SELECT * FROM prompts WHERE tune_id != ? AND status IN (?, ?) AND instr(text, ?) > 0 ORDER BY id",
+            [tune_id, QUEUING, TRAINING, str(tune_id)],
+        )
 
     def waiting_prompts(self, tune_id: int) -> list[dict]:
         """Queued prompts of the tune that have no job yet (made before the tune was ready)."""

@@ -269,6 +269,7 @@ class Packs:
         errors, before anything is stored. Returns the tune."""
         pack = self._pack_row(pack_id)
         name = packs.check_class_name(name)
+        check_callback_url(prompt_callback, "prompt_callback", allow_private=self.settings.allow_private_urls)
         runs = self._pack_runs(pack, name, pack["token"], characteristics, prompt_ids)
         specs = tuple(
             PromptSpec(
@@ -317,7 +318,8 @@ class Packs:
         pack = self._pack_row(pack_id)
         if not tune_ids:
             raise InvalidInput("Give the ids of the tunes to run the pack on.", field="tune_ids")
-        check_callback_url(prompts_callback, "prompts_callback")
+        for url, field_name in [(prompt_callback, "prompt_callback"), (prompts_callback, "prompts_callback")]:
+            check_callback_url(url, field_name, allow_private=self.settings.allow_private_urls)
         plans = []
         for tune_id in dict.fromkeys(tune_ids):
             tune = self.store.get_tune(tune_id)

@@ -72,7 +72,7 @@ class Prompts:
         if not isinstance(request, PromptRequest):
             request = PromptRequest.from_dict(request)
         request.validate()
-        check_callback_url(request.callback)
+        check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
         tune = self.resolver.prompt_tune(tune_id)
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()

@@ -143,7 +143,7 @@ class PromptResolver:
             raise PromptError(f"{ref.token}: '{ref.ref}' is not a tune id.")
         tune = self.store.get_tune(ref.tune_id)
         if tune is None:
-            raise PromptError(f"{ref.token}: there is no tune {ref.ref}.")
+            raise PromptError(f"{ref.token}: there is no tune {ref.ref} (it was deleted, or never existed).")
         if tune["model_type"] != kind:
             hint = {
                 "lora": f"use <lora:{ref.ref}:{format_weight(ref.weight)}>",

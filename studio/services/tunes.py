@@ -22,7 +22,7 @@ from studio.domain import CANCELED, QUEUING, RUNNABLE_FAMILIES, RUNNING, SUCCESS
 from studio.errors import Conflict, InvalidInput, ModelNotAvailable, NotFound, TooLarge
 from studio.jobs import check_callback_url
 from studio.likeness import reference_embedding
-from studio.prompts import PromptRequest, make_token
+from studio.prompts import PromptRequest, make_token, parse_prompt
 from studio.runtime import Runtime
 from studio.services.lookups import still_there, timestamp, user_tune
 from studio.services.models import DEMO_SOURCE, BaseModels
@@ -98,10 +98,11 @@ class Tunes:
         urls = self.photos.photo_urls(image_urls, len(photos or []) + len(photo_ids or []))
         if request.model_type == "lora" and self.runtime.zero_gpu:
             raise InvalidInput(zerogpu.TRAINING_REFUSED, field="model_type")
+        private = self.settings.allow_private_urls
         for url, field_name in [(request.callback, "callback"), (request.prompts_callback, "prompts_callback")]:
-            check_callback_url(url, field_name)
+            check_callback_url(url, field_name, allow_private=private)
         for spec in request.prompts:
-            check_callback_url(spec.callback, "prompts")
+            check_callback_url(spec.callback, "prompts_attributes.callback", allow_private=private)
             PromptRequest.from_dict(_prompt_fields(spec)).validate()
         existing = self.store.find_tune_by_title(request.title.strip())
         if existing is not None:
@@ -287,21 +288,52 @@ class Tunes:
         cancels the tune's training and unfinished prompts first. A run that was asked to stop
         is given up to `wait` seconds to do so. The UI and the REST API both delete with
         `cancel` (Astria's clients have no cancel call); base models are not deletable
-        (NotFound)."""
+        (NotFound).
+
+        Other tunes' prompts that name this one in a token (`<faceid:ID:1>` posted to a base
+        model) cannot run without it: a running one is stopped like the tune's own, and those
+        not started end FAILED with "tune ID was deleted". Finished ones keep their images; ids
+        are never reused, so running one again names no tune and is refused."""
         user_tune(self.store, tune_id)
+        naming = self._prompts_naming(tune_id)
         if cancel:
-            for job in self.store.tune_jobs(tune_id):
+            for job in self._jobs_to_stop(tune_id, naming):
                 self.store.cancel_job(job["id"])
-        for job in self.store.tune_jobs(tune_id):
+        for job in self._jobs_to_stop(tune_id, naming):
             if job["status"] != TRAINING:
                 continue
-            what = f"tune {tune_id} is training" if job["kind"] == "train" else f"prompt {job['subject_id']} is running"
+            if job["kind"] == "train":
+                what = f"tune {tune_id} is training"
+            elif job["subject_id"] in naming:
+                what = f"prompt {job['subject_id']} uses tune {tune_id} and is running"
+            else:
+                what = f"prompt {job['subject_id']} is running"
             if not job["cancel_requested"]:
                 raise Conflict(f"Cannot delete: {what}. Cancel it first, then delete.", field="tune_id")
             if not self.queue.wait_for_job(job["id"], wait):
                 raise Conflict(f"Cannot delete yet: {what} and is still stopping; try again shortly.", field="tune_id")
         for path in self.store.purge_tune(tune_id):
             self.files.delete(path)
+        for prompt_id in self.store.fail_unstarted_prompts(sorted(naming), f"tune {tune_id} was deleted"):
+            self.queue.prompt_finished(prompt_id)
+
+    def _prompts_naming(self, tune_id: int) -> set[int]:
+        """Ids of other tunes' unfinished prompts whose text names tune `tune_id` in a token."""
+        named = set()
+        for prompt in self.store.unfinished_prompts_naming(tune_id):
+            try:
+                references = parse_prompt(prompt["text"]).references
+            except InvalidInput:  # stored before a grammar change; it cannot run anyway
+                continue
+            if any(ref.kind in ("lora", "faceid") and ref.tune_id == tune_id for ref in references):
+                named.add(prompt["id"])
+        return named
+
+    def _jobs_to_stop(self, tune_id: int, naming: set[int]) -> list[dict]:
+        """The unfinished jobs of the tune and its prompts, and the running ones of other tunes'
+        prompts that name it (those queued are failed instead, once it is gone)."""
+        others = [self.store.latest_job("generate", prompt_id) for prompt_id in sorted(naming)]
+        return [*self.store.tune_jobs(tune_id), *(job for job in others if job and job["status"] == TRAINING)]
 
     def _expiry(self) -> str | None:
         """`expires_at` for a tune made now: STUDIO_TUNE_EXPIRY_DAYS from now, None when 0."""
