@@ -45,6 +45,9 @@ def mount_ui(app, demo, studio: Studio):
         allowed_paths=[str(p) for p in studio.files.public_dirs()],
         blocked_paths=[str(p) for p in studio.private_paths()],
         auth=list(studio.settings.auth) or None,
+        # Only StudioErrors (gr.Error toasts) reach the browser: Gradio's own errors name server
+        # paths, e.g. the blocked folders of STUDIO_HOME when a request names a file there.
+        show_error=False,
     )
     # mount_gradio_app never marks the Blocks launched, and Gradio only checks the paths that
     # handlers return against blocked_paths once it is (NOTES-gradio.md §3).

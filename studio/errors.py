@@ -65,3 +65,20 @@ class ModelNotAvailable(Unavailable):
     state, so the API answers 422 as for any other bad field."""
 
     status = 422
+
+
+# Invisible marks that reorder the text around them: in a title they turn a label shown beside
+# it back to front (and can make one name pass for another).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def refuse_bidi(value: str, field: str) -> str:
+    """`value` unchanged, or InvalidInput naming `field` when it holds a text-direction control
+    character (U+200E/F, U+202A-U+202E, U+2066-U+2069, U+061C)."""
+    found = sorted({f"U+{ord(c):04X}" for c in value if c in _BIDI_CONTROLS})
+    if found:
+        raise InvalidInput(
+            f"{field} contains invisible text-direction characters ({', '.join(found)}): type it again without them.",
+            field=field,
+        )
+    return value

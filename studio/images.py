@@ -75,7 +75,7 @@ def open_image(data: bytes, *, draft_side: int | None = None) -> tuple[Image.Ima
         raise UnreadableImage(_too_many_pixels(image.size)) from None
     except _DAMAGED as error:
         raise UnreadableImage(_damaged(error)) from None
-    return _to_rgb(image), stored
+    return pixels_only(_to_rgb(image)), stored
 
 
 def decode_image(data: bytes, field: str, *, max_bytes: int, min_side: int = MIN_SIDE) -> Image.Image:
@@ -95,11 +95,34 @@ def decode_image(data: bytes, field: str, *, max_bytes: int, min_side: int = MIN
     return image
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """`image` encoded as PNG, without metadata."""
+def pixels_only(image: Image.Image) -> Image.Image:
+    """`image` with nothing but its pixels: Pillow writes what `info` holds (a JPEG comment,
+    an ICC profile, XMP) back into the files it saves, so a decoded upload keeps none of it."""
+    image.info = {}
+    return image
+
+
+def clean_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """`image` re-encoded from its pixels alone as PNG, or as JPEG (quality 95) when `fmt` is
+    JPEG: no comment, EXIF, XMP, ICC profile or trailing bytes. Raises UnreadableImage when the
+    pixels cannot be encoded."""
+    from PIL import Image
+
+    fresh = Image.frombytes("RGB", image.size, image.convert("RGB").tobytes())
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    try:
+        if fmt == "JPEG":
+            fresh.save(buffer, format="JPEG", quality=95)
+        else:
+            fresh.save(buffer, format="PNG")
+    except _DAMAGED as error:
+        raise UnreadableImage(f"could not be stored ({error}): export it again as PNG or JPEG.") from None
     return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """`image` encoded as PNG from its pixels alone (no metadata)."""
+    return clean_bytes(image, "PNG")
 
 
 def thumbnail(image: Image.Image, side: int) -> Image.Image:

@@ -23,7 +23,6 @@ scored. Heavy imports (cv2, PIL codecs) happen inside functions.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ import numpy as np
 
 from studio.errors import InvalidInput
 from studio.faces import Face, FaceAnalyzer
-from studio.images import UnreadableImage, image_format, open_image
+from studio.images import UnreadableImage, clean_bytes, image_format, open_image
 from studio.inspection_checks import (
     TRAINING_SIDE,
     Finding,
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
 # -- limits ------------------------------------------------------------------------------------
 MIN_SIDE = 256  # refused below this; `low_resolution` below TRAINING_SIDE
 STORE_MAX_SIDE = 2048  # the normalised photo kept and analysed
+MAX_ASPECT = STORE_MAX_SIDE // MIN_SIDE  # longer than this to one: MIN_SIDE lost once shrunk
 
 # Classes whose photos must show a human face; others (cat, dog, style…) get quality checks only.
 HUMAN_CLASSES = frozenset({"man", "woman", "boy", "girl", "baby", "person", "couple"})
@@ -75,14 +75,15 @@ class Photo:
         return np.asarray(self.image)
 
     def normalised_bytes(self) -> tuple[bytes, str]:
-        """The photo as stored: re-encoded without metadata (EXIF, GPS), JPEG sources as JPEG
-        quality 95 and others as PNG. Returns (bytes, suffix)."""
-        buffer = io.BytesIO()
-        if self.format == "JPEG":
-            self.image.save(buffer, format="JPEG", quality=95)
-            return buffer.getvalue(), ".jpg"
-        self.image.save(buffer, format="PNG")
-        return buffer.getvalue(), ".png"
+        """The photo as stored: re-encoded from its upright pixels alone (no comment, EXIF,
+        GPS, XMP, ICC profile or trailing bytes), JPEG sources as JPEG quality 95 and others as
+        PNG. Returns (bytes, suffix); InvalidInput (field 'file') naming the photo when it
+        cannot be encoded."""
+        try:
+            data = clean_bytes(self.image, self.format)
+        except UnreadableImage as error:
+            raise InvalidInput(f"{_label(self.filename)} {error.reason}", field="file") from None
+        return data, ".jpg" if self.format == "JPEG" else ".png"
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ def decode_photo(data: bytes, filename: str = "photo", *, max_bytes: int | None 
     """Open one upload as an upright RGB photo, its long side at most STORE_MAX_SIDE.
 
     Raises InvalidInput (field 'file') naming the file and what to do when it is empty, over
-    `max_bytes`, not PNG/JPEG/WEBP, over the decoder's pixel limit, damaged or cut short, or
-    under MIN_SIDE pixels on its short side."""
+    `max_bytes`, not PNG/JPEG/WEBP, over the decoder's pixel limit, damaged or cut short,
+    under MIN_SIDE pixels on its short side, or longer than MAX_ASPECT to one (the sizes named
+    are the file's own)."""
     from PIL import Image
 
     label = _label(filename)
@@ -115,10 +117,19 @@ def decode_photo(data: bytes, filename: str = "photo", *, max_bytes: int | None 
         image, stored_size = open_image(data, draft_side=STORE_MAX_SIDE)
     except UnreadableImage as error:
         raise InvalidInput(f"{label} {error.reason}", field="file") from None
-    if min(image.size) < MIN_SIDE:
+    # Sizes in messages are the file's own: a JPEG may have been decoded at 1/8 scale.
+    width, height = stored_size
+    if min(stored_size) < MIN_SIDE:
         raise InvalidInput(
-            f"{label} is only {image.width}x{image.height} pixels: use photos at least "
+            f"{label} is only {width}x{height} pixels: use photos at least "
             f"{TRAINING_SIDE} px on the short side ({MIN_SIDE} is the minimum).",
+            field="file",
+        )
+    if max(stored_size) > MAX_ASPECT * min(stored_size) or min(image.size) < MIN_SIDE:
+        # Shrunk to STORE_MAX_SIDE, such a strip would keep a few pixels on its short side.
+        raise InvalidInput(
+            f"{label} is {width}x{height} pixels, too long and narrow (over {MAX_ASPECT}:1): "
+            "crop it around the subject.",
             field="file",
         )
     if max(image.size) > STORE_MAX_SIDE:

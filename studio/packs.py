@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from studio import prompts, tune_requests
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, refuse_bidi
 
 # Characteristics the image inspection reports (Astria's `/images/inspect` keys).
 CHARACTERISTICS = (
@@ -168,8 +168,9 @@ def check_pack(request: PackRequest) -> PackRequest:
     """Validate a pack request (its preset and training args as a tune made from it would be
     checked); returns it with a slug (from the title when not given)."""
     title = request.title.strip()
-    if not title:
-        raise InvalidInput("A pack needs a title.", field="title")
+    if not title or len(title) > 255:
+        raise InvalidInput("Give the pack a title of 1 to 255 characters.", field="title")
+    refuse_bidi(title, "title")
     slug = request.slug.strip() if request.slug else slugify(title)
     if slugify(slug) != slug:
         raise InvalidInput(

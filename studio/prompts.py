@@ -293,6 +293,8 @@ class PromptRequest:
                 raise PromptError(
                     "controlnet needs an input_image to take the pose or edges from.", field="input_image"
                 )
+        if self.input_image is not None and not (self.controlnet and self.controlnet_txt2img):
+            check_img2img_steps(self.steps, self.denoising_strength)
         if self.negative_prompt and _TOKEN_START.search(self.negative_prompt):
             raise PromptError("Tokens like <lora:…> belong in text, not in negative_prompt.", field="negative_prompt")
         parse_prompt(self.text)
@@ -327,9 +329,37 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(value, (bytes, bytearray)):
                 raise ValueError
             return bytes(value)
-        return str(value)
     except (ValueError, KeyError, TypeError):
         raise PromptError(f"{key}={value!r} is not a valid value for {key}.", field=key) from None
+    if not isinstance(value, str):
+        # str() would store a number or an object as its Python repr, e.g. "{'a': 1}".
+        raise PromptError(f"{key} must be text, not {_json_kind(value)}.", field=key)
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def check_img2img_steps(steps: int | None, strength: float) -> None:
+    """img2img runs int(steps × denoising_strength) steps: refuse a request that would run none
+    (PromptError naming denoising_strength). `steps` None (the model's default) checks only
+    that the strength is above 0."""
+    if strength <= 0 or (steps is not None and int(steps * strength) < 1):
+        runs = f"{steps} steps × {strength:g}" if steps is not None else f"denoising_strength {strength:g}"
+        raise PromptError(
+            f"{runs} leaves img2img no step to run: raise denoising_strength (or steps) so that "
+            "steps × denoising_strength is at least 1.",
+            field="denoising_strength",
+        )
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

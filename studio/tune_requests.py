@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, refuse_bidi
 
 MODEL_TYPES = ("lora", "faceid")
 BRANCHES = ("fast", "sd15", "sdxl1")
@@ -155,6 +155,7 @@ def check_request(request: TuneRequest) -> None:
     title = (request.title or "").strip()
     if not title or len(title) > 255:
         raise InvalidInput("Give the tune a title of 1 to 255 characters (a UUID works well).", field="title")
+    refuse_bidi(title, "title")
     if not _NAME.match(request.name or ""):
         raise InvalidInput("name is the class of the subject, e.g. man, woman, cat, dog or style.", field="name")
     if not _WORD.match(request.token or ""):

@@ -67,3 +67,15 @@ class Purges(Tunes, Photos, Prompts, Checkpoints):
             ):
                 free += self.unreferenced([source])
             return free
+
+    def discard_photos(self, photo_ids: list[int]) -> list[str]:
+        """Delete these photos unless a tune uses them (a request that failed takes back what it
+        stored). Returns the file paths no row refers to any more, for the caller to delete."""
+        with self._write_transaction():
+            photos = [photo for photo in map(self.get_photo, photo_ids) if photo is not None]
+            paths = [p for photo in photos for p in [photo["path"], *stored_paths(photo.get("inspection"))]]
+            for photo in photos:
+                self.db.execute(
+                    "DELETE FROM photos WHERE id = ? AND id NOT IN (SELECT photo_id FROM tune_photos)", [photo["id"]]
+                )
+            return self.unreferenced([p for p in paths if p])

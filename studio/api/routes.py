@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist
 MAX_PAGE = 120  # Astria's largest page
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+# Served files are exactly the type their name says; browsers must not guess another.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID, examples=[1])]
 PackId = Annotated[str, Path(max_length=80, description="A pack's id or slug.", examples=["corporate-headshots"])]
@@ -122,7 +124,8 @@ def build_router() -> APIRouter:
         """One of the tune's photos (its `orig_images`). Photos are private, so unlike generated
         images they are served only here, with the API key."""
         path = _studio(request).tune_photo_file(tune_id, photo_id)
-        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix), headers={"Cache-Control": "private"})
+        headers = {"Cache-Control": "private", **NOSNIFF}
+        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers=headers)
 
     @router.get(
         "/tunes/{tune_id}/lora.safetensors",
@@ -138,7 +141,7 @@ def build_router() -> APIRouter:
             path,
             media_type="application/octet-stream",
             filename=f"tune-{tune_id}.safetensors",
-            headers={"Cache-Control": "private"},
+            headers={"Cache-Control": "private", **NOSNIFF},
         )
 
     @router.get("/tunes/{tune_id}/prompts", tags=["prompts"], responses={200: {"model": list[Prompt]}, **_errors(404)})
@@ -315,7 +318,7 @@ def build_public_router() -> APIRouter:
         """A generated image, pack cover or sample by its content-hash name (as in `images`)."""
         path = _studio(request).public_image(name)
         # Content-addressed: the bytes behind a name never change.
-        headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", **NOSNIFF}
         return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=headers)
 
     return router

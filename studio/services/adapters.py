@@ -102,6 +102,14 @@ class Adapters:
             raise InvalidInput(
                 "The file holds no LoRA weights (no 'lora' keys): is it a full checkpoint?", field="file"
             )
+        broken = _nonfinite_tensors(data, header)
+        if broken:
+            raise InvalidInput(
+                f"The LoRA holds NaN or infinite weights ({', '.join(broken[:3])}"
+                f"{f' and {len(broken) - 3} more' if len(broken) > 3 else ''}): it would draw black "
+                "images; re-export it from a training run that did not diverge.",
+                field="file",
+            )
         inferred = _lora_family(header)
         if family is not None and inferred is not None and family != inferred:
             raise InvalidInput(f"The LoRA's shapes say {inferred}, not {family}.", field="family")
@@ -163,3 +171,24 @@ def _lora_family(header: dict) -> str | None:
             shape = info["shape"]  # a list of ints: safetensors_header checked it
             return widths.get(shape[-1]) if shape else None
     return None
+
+
+# Float dtypes a LoRA may store, as numpy reads their bytes (bfloat16: the top half of a float32).
+_FLOAT_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+
+
+def _nonfinite_tensors(data: bytes, header: Mapping[str, Any]) -> list[str]:
+    """The names of the tensors (of a checked safetensors header) holding a NaN or infinity."""
+    body = 8 + int.from_bytes(data[:8], "little")
+    broken = []
+    for key, info in header.items():
+        dtype = _FLOAT_DTYPES.get(info.get("dtype")) if key != "__metadata__" else None
+        if dtype is None:
+            continue
+        start, end = info["data_offsets"]
+        values = np.frombuffer(data, dtype=dtype, count=(end - start) // np.dtype(dtype).itemsize, offset=body + start)
+        if info["dtype"] == "BF16":
+            values = (values.astype(np.uint32) << 16).view(np.float32)
+        if not np.isfinite(values).all():
+            broken.append(key)
+    return broken

@@ -10,7 +10,7 @@ from typing import Any
 
 from storage import Store
 from studio.config import Settings
-from studio.errors import InvalidInput
+from studio.errors import InvalidInput, refuse_bidi
 
 
 def key_hash(key: str) -> str:
@@ -34,6 +34,7 @@ class ApiKeys:
         owner = owner.strip()
         if not owner or len(owner) > 64:
             raise InvalidInput("Give the key an owner name of 1 to 64 characters.", field="owner")
+        refuse_bidi(owner, "owner")
         key = "sk_" + secrets.token_urlsafe(32)
         self.store.add_api_key(f"key:{owner}", key_hash(key))
         return key

@@ -408,9 +408,15 @@ class Packs:
             self.models.base_model(base_tune_id)
 
     def _store_pack_image(self, data: bytes) -> str:
+        """Store an example image re-encoded from its pixels: covers are public, so nothing of
+        the upload's own bytes (GPS, comments, anything appended) is served."""
+        from studio.images import clean_bytes, decode_image, image_format
+
         if len(data) > self.settings.max_upload_mb * 2**20:
             raise TooLarge(f"The image is over {self.settings.max_upload_mb} MB: use a smaller one.", field="image")
-        return self.files.put(data, "covers", packs.image_suffix(data, "image"))
+        image = decode_image(data, "image", max_bytes=self.settings.max_upload_mb * 2**20)
+        jpeg = image_format(data) == "JPEG"
+        return self.files.put(clean_bytes(image, "JPEG" if jpeg else "PNG"), "covers", ".jpg" if jpeg else ".png")
 
     def _forget_pack_images(self, paths: list[str | None]) -> None:
         """Delete stored pack images nothing shows any more (files are shared by content)."""

@@ -35,12 +35,16 @@ class Photos:
         self._set_cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._set_lock = threading.Lock()
 
-    def add_photos(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[dict[str, Any]], list]:
+    def add_photos(
+        self, files: Sequence[tuple[str, bytes]], *, added: list[int] | None = None
+    ) -> tuple[list[dict[str, Any]], list]:
         """Check and store uploads ((filename, bytes) pairs): each good one is stored
-        normalised (upright, no metadata) in the private "photos" area with its inspection
-        JSON, once per content (a photo uploaded again is the same row). Returns (the photo
-        rows in upload order, `inspection.Rejection`s naming each refused file and why)."""
-        from studio.inspection import analyze_photo, validate_uploads
+        normalised (upright, re-encoded from its pixels: no metadata, no trailing bytes) in the
+        private "photos" area with its inspection JSON, once per content (a photo uploaded again
+        is the same row). Returns (the photo rows in upload order, `inspection.Rejection`s
+        naming each refused file and why). The ids of rows this call inserted are appended to
+        `added`, so a request that fails later can take them back (`discard_photos`)."""
+        from studio.inspection import Rejection, analyze_photo, validate_uploads
 
         photos, rejections = validate_uploads(
             files, max_photos=self.settings.max_photos, max_bytes=self.settings.max_upload_mb * 2**20
@@ -51,20 +55,38 @@ class Photos:
             if existing is not None:
                 rows.append(existing)
                 continue
-            data, suffix = photo.normalised_bytes()
-            photo_id = self.store.add_photo(
-                {
-                    "sha256": photo.sha256,
-                    "path": self.files.put(data, "photos", suffix),
-                    "width": photo.image.width,
-                    "height": photo.image.height,
-                    "format": photo.format,
-                    "filename": photo.filename,
-                    "inspection": analyze_photo(photo.rgb(), self.runtime.face_analyzer).to_json(),
-                }
-            )
+            try:
+                data, suffix = photo.normalised_bytes()
+            except InvalidInput as error:
+                rejections.append(Rejection(photo.filename, error.message))
+                continue
+            path = self.files.put(data, "photos", suffix)
+            try:
+                photo_id = self.store.add_photo(
+                    {
+                        "sha256": photo.sha256,
+                        "path": path,
+                        "width": photo.image.width,
+                        "height": photo.image.height,
+                        "format": photo.format,
+                        "filename": photo.filename,
+                        "inspection": analyze_photo(photo.rgb(), self.runtime.face_analyzer).to_json(),
+                    }
+                )
+            except BaseException:
+                for orphan in self.store.unreferenced([path]):
+                    self.files.delete(orphan)
+                raise
+            if added is not None:
+                added.append(photo_id)
             rows.append(self.store.get_photo(photo_id))
         return rows, rejections
+
+    def discard_photos(self, photo_ids: Sequence[int]) -> None:
+        """Delete photos a failed request stored, rows and files, unless a tune uses them."""
+        if photo_ids:
+            for path in self.store.discard_photos(list(photo_ids)):
+                self.files.delete(path)
 
     def inspect_photo_set(self, photo_ids: Sequence[int], name: str | None) -> dict[str, Any]:
         """Inspect stored photos as one set of a subject of class `name`: `photos` (id,

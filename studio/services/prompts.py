@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from storage import FileStore, Store
 from storage.database import now
 from studio.config import Settings
@@ -136,11 +138,12 @@ class Prompts:
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
             )
+            warnings = [*results[0].warnings, *_black_images(results)]
             images = self._save_outputs(results, saved)
             # Likeness is scored here, on the worker, so the images arrive with their scores.
             scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])
             with self.store.transaction():
-                self.store.finish_prompt(prompt_id, images, warnings=list(results[0].warnings))
+                self.store.finish_prompt(prompt_id, images, warnings=warnings)
                 for index, record in enumerate(scores):
                     self.store.set_image_likeness(prompt_id, index, record)
         except StudioError as exc:
@@ -292,3 +295,22 @@ class Prompts:
                 raise Conflict(f"Prompt {prompt_id} is still stopping; try again shortly.", field="prompt_id")
         for path in self.store.purge_prompt(prompt_id):
             self.files.delete(path)
+
+
+def _black_images(results: Sequence[Any]) -> list[str]:
+    """A warning when some images came out black, InvalidInput when all did: the model computed
+    NaN (a diverged LoRA, an extreme weight or cfg_scale), which the pipeline turns into zeros,
+    so a black square is never a result worth a SUCCESS."""
+    black = [index for index, result in enumerate(results) if not np.asarray(result.image).any()]
+    if not black:
+        return []
+    if len(black) == len(results):
+        raise InvalidInput(
+            "The model drew only black images (its numbers overflowed to NaN): lower the LoRA "
+            "weights or cfg_scale, or leave out a LoRA that may be broken.",
+            field="text",
+        )
+    numbers = ", ".join(str(index + 1) for index in black)
+    return [
+        f"Image{'s' if len(black) > 1 else ''} {numbers} came out black (the model's numbers overflowed to NaN): run it again."
+    ]

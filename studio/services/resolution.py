@@ -20,6 +20,7 @@ from studio.prompts import (
     PromptRequest,
     Reference,
     add_trigger_words,
+    check_img2img_steps,
     format_weight,
     parse_prompt,
 )
@@ -105,6 +106,7 @@ class PromptResolver:
                 control_mode="canny" if request.controlnet == "canny" else "auto",
             )
         if input_image is not None and not (request.controlnet and request.controlnet_txt2img):
+            check_img2img_steps(steps, request.denoising_strength)  # the steps that will run, mock cap included
             options.update(init_image=input_image, strength=request.denoising_strength)
         # 5. The engine's request; the PNGs record the text as written, tokens included.
         return GenerateRequest(

@@ -111,7 +111,37 @@ class Tunes:
         base = self._tune_base_model(request)
         if urls:
             photos = [*(photos or []), *self.photos.fetch_photos(urls)]
-        rows, rejections = self._tune_photos(photos, photo_ids, request.name)
+        # A request that fails stores nothing: the photos it added go with it.
+        added: list[int] = []
+        try:
+            tune_id, created, rejections = self._store_tune(request, base, photos, photo_ids, base_url, added)
+        except BaseException:
+            self.photos.discard_photos(added)
+            raise
+        if not created:  # the same title was created meanwhile
+            self.photos.discard_photos(added)
+            return {**self.views.tune_json(tune_id), "rejections": []}
+        # 4. Its prompts: they run when the tune is ready (at once for FaceID).
+        prompt_ids = [self._create_tune_prompt(tune_id, spec) for spec in request.prompts]
+        tune = self.store.get_tune(tune_id)
+        self.store.update_tune(tune_id, args={**tune["args"], "prompt_ids": prompt_ids})
+        self.queue.send_prompts_callback(tune_id)
+        if request.model_type == "faceid":
+            self.queue.tune_finished(tune_id)
+        return {**self.views.tune_json(tune_id), "rejections": [r.to_json() for r in rejections]}
+
+    def _store_tune(
+        self,
+        request: TuneRequest,
+        base: dict[str, Any],
+        photos: list[tuple[str, bytes]] | None,
+        photo_ids: list[int] | None,
+        base_url: str | None,
+        added: list[int],
+    ) -> tuple[int, bool, list]:
+        """Store the photos (their new ids appended to `added`) and the tune with them.
+        Returns (tune id, whether it was created, the uploads refused)."""
+        rows, rejections = self._tune_photos(photos, photo_ids, request.name, added)
         # 3. The tune: FaceID is ready now; a LoRA tune is queued for training.
         record = {
             "title": request.title.strip(),
@@ -131,16 +161,7 @@ class Tunes:
             tune_id, created = self._create_faceid_tune(record, rows, request)
         else:
             tune_id, created = self._create_lora_tune(record, rows, request, base)
-        if not created:  # the same title was created meanwhile
-            return {**self.views.tune_json(tune_id), "rejections": []}
-        # 4. Its prompts: they run when the tune is ready (at once for FaceID).
-        prompt_ids = [self._create_tune_prompt(tune_id, spec) for spec in request.prompts]
-        tune = self.store.get_tune(tune_id)
-        self.store.update_tune(tune_id, args={**tune["args"], "prompt_ids": prompt_ids})
-        self.queue.send_prompts_callback(tune_id)
-        if request.model_type == "faceid":
-            self.queue.tune_finished(tune_id)
-        return {**self.views.tune_json(tune_id), "rejections": [r.to_json() for r in rejections]}
+        return tune_id, created, rejections
 
     def _tune_base_model(self, request: TuneRequest) -> dict[str, Any]:
         """The base model a tune trains on (or a FaceID tune generates on). branch=fast is the
@@ -172,11 +193,11 @@ class Tunes:
         return base
 
     def _tune_photos(
-        self, photos: list[tuple[str, bytes]] | None, photo_ids: list[int] | None, name: str
+        self, photos: list[tuple[str, bytes]] | None, photo_ids: list[int] | None, name: str, added: list[int]
     ) -> tuple[list[dict], list]:
         rows, rejections = [], []
         if photos:
-            rows, rejections = self.photos.add_photos(photos)
+            rows, rejections = self.photos.add_photos(photos, added=added)
         for photo_id in photo_ids or []:
             row = self.store.get_photo(photo_id)
             if row is None:

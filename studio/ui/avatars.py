@@ -16,7 +16,7 @@ import gradio as gr
 from studio.core import Studio
 from studio.domain import ADAPTER_KINDS, RUNNABLE_FAMILIES
 from studio.errors import InvalidInput
-from studio.ui.common import COPY_JS, card_css, data_url, guard
+from studio.ui.common import COPY_JS, card_css, data_url, forget_uploads, guard
 
 AUTO = "auto"  # the family choice meaning "read it from the file"
 IMAGE_KINDS = [kind for kind in ADAPTER_KINDS if kind != "lora"]  # avatars saved from an image
@@ -87,6 +87,7 @@ def build(studio: Studio, ctx) -> None:
             family=None if family_choice == AUTO else family_choice,
         )
         _saved(studio, adapter)
+        forget_uploads(file)
         return {**refresh(), lora_file: None, lora_name: "", trigger_words: ""}
 
     @guard
@@ -95,6 +96,7 @@ def build(studio: Studio, ctx) -> None:
             raise InvalidInput("Choose an image (PNG, JPEG or WEBP) for the avatar.", field="file")
         adapter = studio.add_adapter(kind_choice, (name or "").strip(), Path(file).read_bytes(), weight=float(weight))
         _saved(studio, adapter)
+        forget_uploads(file)  # stored re-encoded; the original (GPS and all) goes
         return {**refresh(), image: None, avatar_name: ""}
 
     @guard

@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -51,6 +52,35 @@ def _toast(fn: Callable, error: StudioError) -> gr.Error:
     log.info("%s: %s", fn.__name__, error.message)
     # Toasts render HTML: escape, or a token like <lora:12:1> in the message vanishes.
     return gr.Error(html.escape(error.message, quote=False), print_exception=False)
+
+
+def read_uploads(paths: Any) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each file Gradio wrote for an upload (one path or a list), the
+    files deleted once read: the studio keeps only what it re-encodes, and Gradio's copy of
+    an original (GPS and all) must not outlive the request in its cache."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths or [])
+    try:
+        return [(Path(path).name, Path(path).read_bytes()) for path in paths]
+    finally:
+        forget_uploads(paths)
+
+
+def forget_uploads(paths: Any) -> None:
+    """Delete files Gradio wrote for an upload (one path or a list), with the folder each had
+    to itself. Only files inside Gradio's upload folder are touched."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    for path in [paths] if isinstance(paths, (str, Path)) else list(paths or []):
+        path = Path(path).resolve()
+        if not path.is_relative_to(cache) or path == cache:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+            if path.parent != cache:
+                path.parent.rmdir()  # only when empty: Gradio keeps each upload in its own folder
+        except OSError as error:
+            log.debug("upload %s not removed: %s", path.name, error)
 
 
 # A browser's photo set before any upload: the photos the Photos tab accepted (ids), the class

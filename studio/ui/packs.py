@@ -22,7 +22,7 @@ from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
 from studio.tune_requests import DEFAULT_TOKEN, PRESETS
 from studio.ui import board
-from studio.ui.common import EMPTY_PHOTO_SET, Context, guard, on_show
+from studio.ui.common import EMPTY_PHOTO_SET, Context, forget_uploads, guard, on_show
 
 NEW = 0  # the prompt choice meaning "a new prompt"
 NONE = ""  # no preset / the scheduler's default
@@ -385,6 +385,7 @@ def build(studio: Studio, ctx: Context) -> None:
         if not path:
             raise InvalidInput("Choose a pack file (.json) to import.", field="file")
         pack = studio.import_pack(Path(path).read_bytes())
+        forget_uploads(path)
         gr.Info(f"Imported the pack '{pack['title']}'.")
         return show_pack(pack["id"])
 

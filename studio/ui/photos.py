@@ -11,7 +11,6 @@ they appear as thumbnails rendered here, inlined as data URLs, never as file URL
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,9 +18,12 @@ import gradio as gr
 from studio.core import Studio
 from studio.errors import InvalidInput
 from studio.packs import CLASS_NAMES
-from studio.ui.common import EMPTY_PHOTO_SET, card_css, data_url, guard
+from studio.ui.common import EMPTY_PHOTO_SET, card_css, data_url, guard, read_uploads
 
 CHARACTERISTIC_HEADERS = ["attribute", "value", "confidence"]
+
+# The set lives only in this browser: once cleared, its photos are gone from the tab.
+CONFIRM_CLEAR = "(name) => window.confirm('Start a new set? The photos of this set leave the tab.') ? name : null"
 
 
 def build(studio: Studio, ctx) -> None:
@@ -31,9 +33,7 @@ def build(studio: Studio, ctx) -> None:
         "from it in the **Tunes** tab."
     )
     with gr.Row():
-        name = gr.Dropdown(
-            list(CLASS_NAMES), value="woman", allow_custom_value=True, label="Who is in the photos", scale=3
-        )
+        name = gr.Dropdown(list(CLASS_NAMES), value="woman", label="Who is in the photos", scale=3)
         clear = gr.Button("Start a new set", scale=1, elem_id="clear-photos")
     upload = gr.File(
         label="Drop photos here (PNG, JPEG or WEBP)",
@@ -84,7 +84,7 @@ def build(studio: Studio, ctx) -> None:
     def on_upload(paths: list[str] | None, class_name: str, photo_set: dict | None = None):
         if not paths:
             raise InvalidInput("Choose one or more photos to upload.", field="images")
-        rows, rejections = studio.add_photos([(Path(p).name, Path(p).read_bytes()) for p in paths])
+        rows, rejections = studio.add_photos(read_uploads(paths))
         current = photo_set or EMPTY_PHOTO_SET
         ids = list(dict.fromkeys([*current["ids"], *(row["id"] for row in rows)]))
         rejected = [{"filename": r.filename, "reason": r.reason} for r in rejections]
@@ -112,7 +112,9 @@ def build(studio: Studio, ctx) -> None:
         removed = [k for k in detected if k not in edited]
         return {**current, "characteristics": edited, "corrections": corrections, "removed": removed}
 
-    def on_clear():
+    def on_clear(class_name: str | None):
+        if class_name is None:  # the person said no in the browser's confirm
+            return gr.skip()
         return {ctx.photo_set: dict(EMPTY_PHOTO_SET), **render(EMPTY_PHOTO_SET, [])}
 
     def on_load(photo_set: dict | None):
@@ -131,7 +133,7 @@ def build(studio: Studio, ctx) -> None:
     )
     name.input(on_class, [name, ctx.photo_set], shown, api_visibility="private", show_progress_on=summary)
     remove.click(on_remove, [to_remove, ctx.photo_set], shown, api_name="remove_photo", show_progress_on=summary)
-    clear.click(on_clear, None, shown, api_name="clear_photos")
+    clear.click(on_clear, name, shown, api_name="clear_photos", js=CONFIRM_CLEAR)
     characteristics.input(on_edit, [characteristics, ctx.photo_set], ctx.photo_set, api_visibility="private")
     ctx.blocks.load(on_load, ctx.photo_set, [name, *shown[1:]], api_visibility="private")
 

@@ -193,7 +193,7 @@ def _form(studio: Studio) -> dict[str, Any]:
         "title": gr.Textbox(label="Title", placeholder="unique, e.g. Jane 2026-05", elem_id="tune-title"),
     }
     with gr.Row():
-        fields["name"] = gr.Dropdown(list(CLASS_NAMES), value="woman", allow_custom_value=True, label="Class")
+        fields["name"] = gr.Dropdown(list(CLASS_NAMES), value="woman", label="Class")
         fields["token"] = gr.Textbox(value="ohwx", label="Token", max_lines=1)
     with gr.Row():
         fields["base_tune_id"] = gr.Dropdown(
