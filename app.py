@@ -67,6 +67,14 @@ def mount_ui(app, demo, studio: Studio):
         blocked_paths=[str(p) for p in studio.private_paths()],
         auth=list(studio.settings.auth) or None,
         max_file_size=studio.settings.max_upload_mb * 2**20,
+        # Gradio's login page says only "Incorrect credentials", even to an address the Edge
+        # holds back after too many failures: say so up front.
+        auth_message=(
+            f"After {studio.settings.login_failures_per_minute} failed logins in a minute, "
+            "logins from your address wait a little."
+        )
+        if studio.settings.auth
+        else None,
     )
     # mount_gradio_app never marks the Blocks launched, and Gradio only checks the paths that
     # handlers return against blocked_paths once it is (NOTES-gradio.md §3).
@@ -135,7 +143,8 @@ def head_deadline_protocol(seconds: float):
             if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
                 self._arm()  # the head of the next request on a kept-alive connection
             super().data_received(data)
-            if self._head_timer is not None and self.cycle is not self._head_cycle:
+            upgraded = self.transport.get_protocol() is not self  # a websocket took over
+            if self._head_timer is not None and (self.cycle is not self._head_cycle or upgraded):
                 self._disarm()  # a new request's head was read
 
         def connection_lost(self, exc) -> None:

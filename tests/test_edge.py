@@ -69,9 +69,7 @@ def test_open_loopback_refuses_cross_site_writes_and_passes_its_own_pages(server
     assert post_prompt.status_code == 403
     gradio_event = httpx.post(f"{url}/gradio_api/queue/join", json={}, headers={"Origin": "http://evil.example"})
     assert gradio_event.status_code == 403
-    assert studio.store.prompt_images(prompt_id) == [] and httpx.get(f"{url}/prompts/{prompt_id}").json()[
-        "likes_count"
-    ] in (0, None)
+    assert httpx.get(f"{url}/prompts/{prompt_id}").json()["likes_count"] == 0
     # The UI's own origin, and clients that send no Origin at all, pass.
     assert httpx.post(like, headers={"Origin": url}).status_code == 201
     assert httpx.post(like, headers={"Referer": f"{url}/?view=gallery"}).status_code == 201
@@ -273,7 +271,7 @@ def test_pack_files_are_capped_in_size_prompts_and_text(studio, tmp_path):
     with pytest.raises(InvalidInput) as error:
         studio.import_pack(json.dumps(_pack_document(description="x" * 3000)))
     assert error.value.field == "description"
-    assert studio.list_packs() == [] or all(p["title"] != "Big" for p in studio.list_packs())
+    assert all(p["title"] != "Big" for p in studio.list_packs())
     assert studio.import_pack(json.dumps(_pack_document(prompts=500)))["title"] == "Big"
 
 
@@ -294,7 +292,8 @@ def test_pack_files_are_capped_in_size_prompts_and_text(studio, tmp_path):
 def test_pack_files_of_the_wrong_shape_say_so_without_python_errors(studio, change):
     with pytest.raises(InvalidInput) as error:
         studio.import_pack(json.dumps(_pack_document(**change)))
-    assert error.value.field and "Error" not in error.value.message and "'" not in error.value.message[:1]
+    python_words = ("object has no attribute", "unexpected keyword", "invalid literal", "NoneType", "Error")
+    assert error.value.field and not any(words in error.value.message for words in python_words), error.value
 
 
 # -- throttles -----------------------------------------------------------------------------------
@@ -332,6 +331,23 @@ def test_anonymous_likes_are_throttled_per_client_address():
     # A login is one person however often it likes; the throttle is for made-up ids.
     for _ in range(5):
         assert ctx.like_user(None, request("10.0.0.1", "ann")) == "user:ann"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_browser_without_login_is_held_back_after_its_likes_per_minute(tmp_path, demo_model_dir, page):
+    with live_studio(tmp_path / "home", demo_model_dir, worker=False, likes_per_minute=2) as (url, studio):
+        prompt = studio.create_prompt(1, {"text": "a lantern", "num_images": 2, "steps": 3, "w": 64, "h": 64})
+        studio.run_pending()
+        page.goto(url)
+        page.get_by_role("tab", name="Gallery").click()
+        card = page.locator(f"#gallery-board .prompt-card[data-prompt='{prompt['id']}']")
+        for idx in (0, 1):
+            card.locator(f"button.heart[data-idx='{idx}']").click()
+            card.locator(f"button.heart.on[data-idx='{idx}']").wait_for()
+        card.locator("button.heart[data-idx='0']").click()  # a third like or unlike within the minute
+        page.locator(".toast-body", has_text="Too many likes from your address").wait_for()
+        assert [image["likes"] for image in studio.prompt_images(prompt["id"])] == [1, 1]
 
 
 def test_failed_logins_are_throttled_per_address(tmp_path, demo_model_dir):

@@ -87,7 +87,7 @@ class Edge:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                 else:
-                    await _answer(send, 403, refusal)
+                    await _answer(send, 403, refusal, close=True)
                 return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -195,6 +195,7 @@ class Edge:
                 send,
                 429,
                 f"Too many failed logins from your address: wait {seconds} s and try again.",
+                close=True,
                 headers=[(b"retry-after", str(seconds).encode())],
             )
             return
