@@ -18,16 +18,28 @@ from studio.core import Studio
 
 log = logging.getLogger("studio")
 
+#: Gradio's cache: how often it is swept and how old a file may get (an upload must outlive the
+#: form it was picked in; a result, the page that shows it).
+CACHE_SWEEP_S, CACHE_AGE_S = 300, 3600
+#: A client has this long to send a request's line and headers (uvicorn itself has no limit).
+HEAD_TIMEOUT_S = 10.0
+#: Idle time before a kept-alive connection is closed, and the largest request head.
+KEEP_ALIVE_S, MAX_HEAD_BYTES = 5, 64 * 1024
+
 
 def create_app(studio: Studio):
     """The FastAPI app: REST routes first, then the Gradio Blocks mounted at '/'."""
     from fastapi import FastAPI
 
     from studio import api
+    from studio.api.edge import Edge
     from studio.ui import build_ui
 
     app = FastAPI(title="Avatar Studio API", version="1")
     api.install(app, studio)
+    # Around everything, Gradio's routes included: Host/Origin in open loopback mode, body caps
+    # and pace, the login throttle (studio/api/edge.py).
+    app.add_middleware(Edge, studio=studio)
     return mount_ui(app, build_ui(studio), studio)
 
 
@@ -35,9 +47,18 @@ def mount_ui(app, demo, studio: Studio):
     """Mount `demo` at '/' of `app`, serving only the public file areas.
 
     Routes must be added before this, or the mount at '/' shadows them. Every other path under
-    STUDIO_HOME is blocked, both for direct file requests and for paths handlers return."""
+    STUDIO_HOME is blocked, both for direct file requests and for paths handlers return.
+
+    Uploads follow the REST API's limits: one file at most STUDIO_MAX_UPLOAD_MB (413 from
+    Gradio's upload route), a whole upload at most the photo set's worth (the Edge). Gradio
+    keeps uploads and the files handlers return in its cache and serves them by path to anyone
+    who may use the UI; `delete_cache` removes each of them once it is CACHE_AGE_S old (checked
+    every CACHE_SWEEP_S) and everything at shutdown. Gradio 6.31 has no way to drop an upload
+    when the event that read it ends: handlers that must not leave a copy delete it themselves."""
     import gradio as gr
 
+    # A Blocks attribute (a constructor argument) that mount_gradio_app reads when it mounts.
+    demo.delete_cache = (CACHE_SWEEP_S, CACHE_AGE_S)
     app = gr.mount_gradio_app(
         app,
         demo,
@@ -48,6 +69,15 @@ def mount_ui(app, demo, studio: Studio):
         # Only StudioErrors (gr.Error toasts) reach the browser: Gradio's own errors name server
         # paths, e.g. the blocked folders of STUDIO_HOME when a request names a file there.
         show_error=False,
+        max_file_size=studio.settings.max_upload_mb * 2**20,
+        # Gradio's login page says only "Incorrect credentials", even to an address the Edge
+        # holds back after too many failures: say so up front.
+        auth_message=(
+            f"After {studio.settings.login_failures_per_minute} failed logins in a minute, "
+            "logins from your address wait a little."
+        )
+        if studio.settings.auth
+        else None,
     )
     # mount_gradio_app never marks the Blocks launched, and Gradio only checks the paths that
     # handlers return against blocked_paths once it is (NOTES-gradio.md §3).
@@ -72,13 +102,75 @@ def main() -> None:
     app = create_app(studio)
     url = f"http://{settings.host}:{settings.port}/"
     log.info("ready in %.1f s: open %s", time.monotonic() - started, url)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, settings))
     if settings.share:
         threading.Thread(target=open_share_link, args=(server, settings), name="studio-share", daemon=True).start()
     try:
         server.run()
     finally:
         studio.close()
+
+
+def server_config(app, settings: Settings, **overrides):
+    """uvicorn's config for `app`, with the slow-client limits: a request's head must arrive
+    within HEAD_TIMEOUT_S (counted from the connection, or the end of the previous response,
+    not per read) and be at most MAX_HEAD_BYTES; an idle kept-alive connection closes after
+    KEEP_ALIVE_S. The body's pace and size are the Edge's (studio/api/edge.py)."""
+    import uvicorn
+
+    values = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "http": head_deadline_protocol(HEAD_TIMEOUT_S),
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        **overrides,
+    }
+    return uvicorn.Config(app, **values)
+
+
+def head_deadline_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing connections whose request head takes over `seconds`."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):
+        _head_timer = None
+        _head_cycle = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # the head of the next request on a kept-alive connection
+            super().data_received(data)
+            upgraded = self.transport.get_protocol() is not self  # a websocket took over
+            if self._head_timer is not None and (self.cycle is not self._head_cycle or upgraded):
+                self._disarm()  # a new request's head was read
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_cycle = self.cycle
+            self._head_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                log.info("closed a connection whose request head took over %.0f s", seconds)
+                self.transport.close()
+
+    return HeadDeadline
 
 
 def open_share_link(server, settings: Settings, timeout: float = 60.0) -> str | None:

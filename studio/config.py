@@ -51,6 +51,8 @@ class Settings:
     tune_expiry_days: int = 0  # 0: tunes never expire
     on_space: bool = False  # running on a Hugging Face Space (SPACE_ID is set)
     zero_gpu: bool = False  # the Space runs on ZeroGPU (SPACES_ZERO_GPU is set)
+    likes_per_minute: int = 30  # per client address, for browsers that are not logged in
+    login_failures_per_minute: int = 5  # per client address, then logins wait
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -91,6 +93,8 @@ class Settings:
             tune_expiry_days=_int(env, "STUDIO_TUNE_EXPIRY_DAYS", 0, low=0, high=3650),
             on_space=on_space,
             zero_gpu=(env.get("SPACES_ZERO_GPU") or "").strip().lower() not in _FALSE,
+            likes_per_minute=_int(env, "STUDIO_LIKES_PER_MINUTE", 30, low=1, high=100000),
+            login_failures_per_minute=_int(env, "STUDIO_LOGIN_FAILURES_PER_MINUTE", 5, low=1, high=100000),
         )
 
     @property

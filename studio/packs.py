@@ -31,6 +31,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -39,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from studio import prompts, tune_requests
-from studio.errors import InvalidInput, refuse_bidi
+from studio.errors import InvalidInput, TooLarge, refuse_bidi
+
+log = logging.getLogger(__name__)
 
 # Characteristics the image inspection reports (Astria's `/images/inspect` keys).
 CHARACTERISTICS = (
@@ -76,6 +79,17 @@ FEW_RATINGS = 20
 Z_95 = 1.96
 FORMAT = "avatar-studio-pack"
 FORMAT_VERSION = 1
+# A pack is listed whole by every `GET /packs`: its text stays small. Images are stored as
+# files, so a pack file may add up to one upload's worth of them (STUDIO_MAX_UPLOAD_MB).
+MAX_PACK_TEXT_BYTES = 5 * 2**20
+MAX_PACK_PROMPTS = 500
+MAX_PACK_CLASSES = 50
+MAX_FIELD_CHARS = 2000
+
+
+def max_file_bytes(max_upload_mb: int) -> int:
+    """The largest pack file: its text, plus one upload's worth of images in base64."""
+    return MAX_PACK_TEXT_BYTES + max_upload_mb * 2**20 * 4 // 3
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,10 @@ def slugify(title: str) -> str:
 def check_pack(request: PackRequest) -> PackRequest:
     """Validate a pack request (its preset and training args as a tune made from it would be
     checked); returns it with a slug (from the title when not given)."""
+    for name in ("title", "slug", "description", "token", "preset"):
+        check_text(getattr(request, name), name, optional=name in ("slug", "preset", "description"))
+    if len(request.classes) > MAX_PACK_CLASSES:
+        raise InvalidInput(f"A pack has at most {MAX_PACK_CLASSES} classes.", field="classes")
     title = request.title.strip()
     if not title or len(title) > 255:
         raise InvalidInput("Give the pack a title of 1 to 255 characters.", field="title")
@@ -242,6 +260,8 @@ def check_class_name(name: str) -> str:
 def check_pack_prompt(request: PackPromptRequest) -> dict[str, Any]:
     """Validate a pack prompt; returns its column values (class_name, text, negative_prompt,
     num_images, params). Raises InvalidInput naming the field."""
+    check_text(request.text, "text")
+    check_text(request.negative_prompt, "negative_prompt", optional=True)
     text = request.text.strip()
     if not text:
         raise InvalidInput("A pack prompt needs text, e.g. 'portrait of {{token}} {{name}}'.", field="text")
@@ -254,6 +274,16 @@ def check_pack_prompt(request: PackPromptRequest) -> dict[str, Any]:
         "num_images": int(request.num_images),
         "params": request.params,
     }
+
+
+def check_text(value: Any, field: str, *, optional: bool = False) -> None:
+    """A pack's text field is text of at most MAX_FIELD_CHARS characters (None when optional)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be text, not {type(value).__name__}.", field=field)
+    if len(value) > MAX_FIELD_CHARS:
+        raise InvalidInput(f"{field} is over {MAX_FIELD_CHARS} characters ({len(value)}).", field=field)
 
 
 def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -450,7 +480,20 @@ def pack_document(pack: Mapping[str, Any], prompts: Iterable[Mapping[str, Any]],
 def parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest], list[str | None], str | None]:
     """Read a pack file (as `pack_document` writes it). Returns the pack request, its prompt
     requests in file order, each prompt's image reference (data URL, sibling file name or None)
-    and the cover reference. Raises InvalidInput saying what is wrong."""
+    and the cover reference. Raises InvalidInput saying what is wrong, never a bare Python
+    error: a value of the wrong type is named as such."""
+    try:
+        return _parse_document(document)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError):
+        log.info("pack file refused", exc_info=True)
+        raise InvalidInput(
+            "The pack file has a value of the wrong type (text, number, true/false, list or object "
+            "where another is expected): export a pack to see the format.",
+            field="file",
+        ) from None
+
+
+def _parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest], list[str | None], str | None]:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InvalidInput(f'Not a pack file: expected an object with "format": "{FORMAT}".', field="file")
     if document.get("version") != FORMAT_VERSION:
@@ -460,6 +503,17 @@ def parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest],
     per_class = document.get("prompts_per_class")
     if not isinstance(per_class, dict):
         raise InvalidInput("prompts_per_class must map class names to lists of prompts.", field="prompts_per_class")
+    count = sum(len(entries) if isinstance(entries, list) else 1 for entries in per_class.values())
+    if count > MAX_PACK_PROMPTS:
+        raise InvalidInput(f"A pack has at most {MAX_PACK_PROMPTS} prompts; this file has {count}.", field="prompts")
+    for name in ("classes",):
+        if document.get(name) is not None and not isinstance(document[name], list):
+            raise InvalidInput(f"{name} must be a list of class names.", field=name)
+    if document.get("args") is not None and not isinstance(document["args"], dict):
+        raise InvalidInput("args must be an object of training args.", field="args")
+    cover = document.get("cover")
+    if cover is not None and not isinstance(cover, str):
+        raise InvalidInput("cover must be a data URL or a file name.", field="cover")
     pack_fields = {f.name: document[f.name] for f in fields(PackRequest) if document.get(f.name) is not None}
     pack_fields["classes"] = tuple(document.get("classes") or per_class)
     pack_fields["args"] = dict(document.get("args") or {})
@@ -471,6 +525,8 @@ def parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest],
                 raise InvalidInput(
                     f"Each '{class_name}' prompt must be an object with a text.", field="prompts_per_class"
                 )
+            if entry.get("image") is not None and not isinstance(entry["image"], str):
+                raise InvalidInput(f"A '{class_name}' prompt's image must be a data URL or a file name.", field="image")
             values = {k: v for k, v in entry.items() if k != "image"}
             unknown = set(values) - {f.name for f in fields(PackPromptRequest)} - {"class_name"}
             if unknown:
@@ -482,7 +538,7 @@ def parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest],
             check_pack_prompt(request)
             prompts.append(request)
             images.append(entry.get("image"))
-    return pack, prompts, images, document.get("cover")
+    return pack, prompts, images, cover
 
 
 def pack_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -490,11 +546,15 @@ def pack_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {**row, "public": bool(row["public"]), "unlisted": bool(row["unlisted"])}
 
 
-def read_document(source: str | bytes | Path | Mapping) -> Any:
-    """The parsed pack file from a path, JSON text or bytes, or an already parsed object."""
+def read_document(source: str | bytes | Path | Mapping, max_bytes: int | None = None) -> Any:
+    """The parsed pack file from a path, JSON text or bytes, or an already parsed object.
+    A file or text over `max_bytes` is refused (TooLarge) before it is read or parsed."""
     if isinstance(source, Mapping):
         return dict(source)
     try:
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        if max_bytes is not None and size > max_bytes:
+            raise TooLarge(f"The pack file is over {max_bytes / 2**20:g} MB ({size / 2**20:.1f} MB).", field="file")
         text = source.read_bytes() if isinstance(source, Path) else source
         return json.loads(text)
     except FileNotFoundError:

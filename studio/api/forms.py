@@ -20,23 +20,43 @@ if TYPE_CHECKING:
     from studio.core import Studio
 
 
-async def body(request: Request, root: str) -> tuple[dict[str, Any], dict[str, list[tuple[str, bytes]]]]:
+#: A JSON body's cap (fields and image URLs; no file bytes).
+JSON_LIMIT = 2**20
+#: The media types read; a body of any other (e.g. application/jsonx) is not guessed at: it
+#: gives no fields, so the route names the first field it misses.
+JSON_TYPE, FORM_TYPES = "application/json", ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def body(
+    request: Request, root: str, *, files: int = 1, json_limit: int = JSON_LIMIT
+) -> tuple[dict[str, Any], dict[str, list[tuple[str, bytes]]]]:
     """The request's fields under `root` (e.g. 'tune') and its uploaded files.
 
     JSON bodies may wrap the fields (`{"tune": {...}}`) or not; multipart and urlencoded bodies
     use bracketed names (`tune[title]`, `tune[images][]`). Files are returned apart from the
     fields, by the name under `root` (`tune[images][]` -> "images"), as (filename, bytes) in
-    order. Raises TooLarge for a body or file over the upload limits, InvalidInput (field
+    order. The body is capped while it is read (chunked bodies too): a JSON body at
+    `json_limit`, a form at the upload settings for `files` files (STUDIO_MAX_UPLOAD_MB each,
+    plus one more for the fields). Raises TooLarge naming the limit, InvalidInput (field
     'body') for a body that cannot be read or is not a JSON object."""
     settings = request.app.state.studio.settings
     file_limit = settings.max_upload_mb * 2**20
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == JSON_TYPE:
+        limit = json_limit
+    elif media_type in FORM_TYPES:
+        limit = file_limit * (files + 1)
+    else:
+        return {}, {}
+    too_large = _over(limit, media_type == JSON_TYPE)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > file_limit * (settings.max_photos + 1):
-        limit = settings.max_upload_mb * (settings.max_photos + 1)
-        raise TooLarge(f"The request is over {limit} MB: send fewer or smaller photos.", field="body")
-    if request.headers.get("content-type", "").startswith("application/json"):
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(too_large, field="body")
+    capped = Request(request.scope, _capped_receive(request.receive, limit, too_large))
+    if media_type == JSON_TYPE:
+        raw = b"".join([chunk async for chunk in capped.stream()])
         try:
-            data = await request.json()
+            data = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: nested too deep for json to read
             raise InvalidInput("The body is not valid JSON.", field="body") from None
         if not isinstance(data, dict):
@@ -44,22 +64,48 @@ async def body(request: Request, root: str) -> tuple[dict[str, Any], dict[str, l
         fields = data.get(root, data)
         return (fields if isinstance(fields, dict) else {}), {}
     try:
-        form = await request.form()
+        form = await capped.form()
     except HTTPException as error:  # Starlette's answer to a malformed multipart body
         raise InvalidInput(f"The form could not be read: {error.detail}", field="body") from None
-    files: dict[str, list[tuple[str, bytes]]] = {}
+    uploads: dict[str, list[tuple[str, bytes]]] = {}
     items = []
-    for key, value in form.multi_items():
-        if isinstance(value, str):
-            items.append((key, value))
-            continue
-        name = file_field(key, root)
-        if value.size is not None and value.size > file_limit:
-            raise TooLarge(f"{value.filename or name} is over {settings.max_upload_mb} MB.", field=name)
-        files.setdefault(name, []).append((value.filename or "upload", await value.read()))
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                items.append((key, value))
+                continue
+            name = file_field(key, root)
+            if value.size is not None and value.size > file_limit:
+                raise TooLarge(f"{value.filename or name} is over {settings.max_upload_mb} MB.", field=name)
+            uploads.setdefault(name, []).append((value.filename or "upload", await value.read()))
+    finally:
+        await form.close()
     nested = nest(items)
     fields = nested.get(root, nested)
-    return (fields if isinstance(fields, dict) else {}), files
+    return (fields if isinstance(fields, dict) else {}), uploads
+
+
+def _over(limit: int, is_json: bool) -> str:
+    size = f"{limit / 2**20:g} MB"
+    if is_json:
+        return f"The JSON body is over the limit of {size}: send photos as files (multipart) or image_urls."
+    return f"The request is over the limit of {size}: send fewer or smaller photos."
+
+
+def _capped_receive(receive, limit: int, message: str):
+    """`receive` that counts the body as it arrives and raises TooLarge once past `limit`."""
+    received = 0
+
+    async def capped():
+        nonlocal received
+        event = await receive()
+        if event["type"] == "http.request":
+            received += len(event.get("body", b""))
+            if received > limit:
+                raise TooLarge(message, field="body")
+        return event
+
+    return capped
 
 
 def create_tune(

@@ -97,7 +97,7 @@ def build_router() -> APIRouter:
         """Create a tune from `images` (multipart files) and/or `image_urls`; it trains (a LoRA)
         or is ready at once (FaceID), then runs its `prompts_attributes`. A title in use
         returns that tune (idempotency)."""
-        fields, files = await forms.body(request, "tune")
+        fields, files = await forms.body(request, "tune", files=_studio(request).settings.max_photos)
         tune = await run_in_threadpool(
             forms.create_tune, _studio(request), fields, files.get("images", []), base_url=_base(request)
         )
@@ -163,7 +163,9 @@ def build_router() -> APIRouter:
     async def create_prompt(request: Request, tune_id: Id, user: Caller) -> JSONResponse:
         """Generate images on a tune (or on a gallery base tune, with <lora:…> / <faceid:…>
         tokens). The prompt is queued; poll it or pass a `callback`."""
-        fields, files = await forms.body(request, "prompt")
+        # One input image, in a file or as base64 in the JSON (a third larger).
+        upload_mb = _studio(request).settings.max_upload_mb
+        fields, files = await forms.body(request, "prompt", json_limit=forms.JSON_LIMIT + upload_mb * 2**20 * 4 // 3)
         studio = _studio(request)
         upload = files.get("input_image")
         prompt = await run_in_threadpool(
@@ -257,7 +259,7 @@ def build_router() -> APIRouter:
     async def pack_tune(request: Request, pack_id: PackId, user: Caller) -> JSONResponse:
         """Create a tune that runs the pack's prompts of its class once trained; with
         `tune_ids`, run the pack on those tunes and answer their new prompts."""
-        fields, files = await forms.body(request, "tune")
+        fields, files = await forms.body(request, "tune", files=_studio(request).settings.max_photos)
         studio = _studio(request)
         made = await run_in_threadpool(
             forms.tune_from_pack,

@@ -222,7 +222,7 @@ class Packs:
         it), JSON text or bytes, or the parsed object. `slug` imports it under another slug.
         Raises InvalidInput for a bad file, Conflict when the slug is taken."""
         folder = source.parent if isinstance(source, Path) else None
-        document = packs.read_document(source)
+        document = packs.read_document(source, packs.max_file_bytes(self.settings.max_upload_mb))
         request, prompts, prompt_images, cover = packs.parse_document(document)
         request = packs.check_pack(dataclasses.replace(request, slug=slug)) if slug else request
         self._check_pack_base(request.base_tune_id)

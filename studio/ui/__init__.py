@@ -37,6 +37,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
     import gradio as gr
 
+    from studio.throttle import Throttle
     from studio.ui.common import EMPTY_PHOTO_SET, Context
 
     with gr.Blocks(title="Avatar Studio") as demo:
@@ -44,7 +45,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
         browser_id = gr.BrowserState(None, storage_key="avatar_studio_browser", secret="avatar-studio")
         photo_set = gr.BrowserState(EMPTY_PHOTO_SET, storage_key="avatar_studio_photos", secret="avatar-studio")
         last_prompt = gr.BrowserState(None, storage_key="avatar_studio_last_prompt", secret="avatar-studio")
-        ctx = Context(browser_id=browser_id, photo_set=photo_set, last_prompt=last_prompt, blocks=demo)
+        likes = Throttle(studio.settings.likes_per_minute)
+        ctx = Context(browser_id=browser_id, photo_set=photo_set, last_prompt=last_prompt, blocks=demo, likes=likes)
         gr.Markdown("# Avatar Studio")
         if studio.status()["demo_model"]:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")

@@ -6,6 +6,7 @@ import functools
 import html
 import inspect
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from studio.errors import StudioError
+from studio.errors import Busy, StudioError
+from studio.throttle import Throttle
 
 F = TypeVar("F", bound=Callable)
 
@@ -102,6 +104,7 @@ class Context:
     photo_set: Any = None
     last_prompt: Any = None
     blocks: Any = None
+    likes: Throttle | None = None  # anonymous browsers' likes, per client address
 
     @staticmethod
     def ensure_browser_id(current: dict | None) -> dict:
@@ -118,6 +121,18 @@ class Context:
         if isinstance(browser_id, dict) and browser_id.get("id"):
             return f"browser:{browser_id['id']}"
         raise StudioError("Your browser id is not set yet; reload the page and try again.")
+
+    def like_user(self, browser_id: dict | None, request: gr.Request | None) -> str:
+        """`user()` for a like or unlike. A browser without a login makes up its own id, so one
+        person could like again from every fresh browser: those likes are throttled per client
+        address (STUDIO_LIKES_PER_MINUTE); Busy (429) says how long to wait."""
+        user = self.user(browser_id, request)
+        if self.likes is not None and user.startswith("browser:"):
+            client = getattr(request, "client", None)
+            wait = self.likes.take(getattr(client, "host", None) or "unknown")
+            if wait:
+                raise Busy(f"Too many likes from your address: wait {math.ceil(wait)} s and try again.")
+        return user
 
 
 def data_url(image, quality: int = 85) -> str:

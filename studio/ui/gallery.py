@@ -87,7 +87,7 @@ def build(studio: Studio, ctx: Context) -> None:
         request: gr.Request,
         event: gr.EventData,
     ):
-        board.heart(studio, Context.user(browser_id, request), event)
+        board.heart(studio, ctx.like_user(browser_id, request), event)
         return show(tune_id, pack_id, order, match, count, browser_id, request)
 
     @guard

@@ -228,7 +228,7 @@ def build(studio: Studio, ctx: Context) -> None:
     def on_like(prompt_id: int | None, index: int | None, browser_id: dict | None, request: gr.Request):
         if prompt_id is None or index is None:
             raise InvalidInput("Click one of the results first, then like it.", field="image_idx")
-        user = Context.user(browser_id, request)
+        user = ctx.like_user(browser_id, request)
         liked = studio.prompt_images(prompt_id, user)[index]["liked"]
         (studio.unlike_prompt if liked else studio.like_prompt)(prompt_id, user, index)
         return _details(studio, prompt_id, index, user)

@@ -330,7 +330,7 @@ def build(studio: Studio, ctx: Context) -> None:
 
     @guard
     def on_heart(pack_id, tune_id, browser_id: dict | None, request: gr.Request, event: gr.EventData):
-        board.heart(studio, Context.user(browser_id, request), event)
+        board.heart(studio, ctx.like_user(browser_id, request), event)
         return on_tick(pack_id, tune_id, browser_id, request)
 
     @guard
