@@ -433,3 +433,28 @@ def m070_checkpoint_resume_state(db: Database) -> None:
     intermediate checkpoint keeps the file it resumes from (optimizer, LR schedule, noise
     generator). The file only serves an unfinished training and is dropped when it ends."""
     db.execute("ALTER TABLE checkpoints ADD COLUMN resume_path TEXT")
+
+
+@migrations()
+def m090_owners(db: Database) -> None:
+    """Each key and each login sees only its own: tunes, prompts, photos and adapters (uploaded
+    LoRAs, avatars) get the owner that
+    made them (studio/principals.py names owners). A photo is stored once by content hash, so
+    who uploaded it is a link table (two people may upload the same picture). Rows made before
+    owners existed belong to 'local', the keyless loopback user, which is an admin: after the
+    upgrade admins see them, as the one user of the studio did before; nobody else does."""
+    db.executescript(
+        """
+        ALTER TABLE tunes ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE prompts ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE adapters ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        CREATE INDEX idx_tunes_owner ON tunes(owner, id);
+        CREATE INDEX idx_prompts_owner ON prompts(owner, id);
+        CREATE TABLE photo_owners (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            PRIMARY KEY (photo_id, owner)
+        );
+        INSERT INTO photo_owners (photo_id, owner) SELECT id, 'local' FROM photos;
+        """
+    )

@@ -18,6 +18,7 @@ from studio.config import Settings
 from studio.errors import Conflict, InvalidInput, NotFound, TooLarge
 from studio.jobs import check_callback_url
 from studio.packs import PackPromptRequest, PackRequest
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest
 from studio.services.lookups import prompt_row
 from studio.services.models import ASSETS, BaseModels
@@ -257,8 +258,9 @@ class Packs:
         prompts_callback: str | None = None,
         branch: str | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
-        """Astria's `POST /p/:id/tunes`: a tune of class `name` from `photos` ((filename, bytes)
+        """Astria's `POST /p/:id/tunes`: `principal`'s tune of class `name` from `photos` ((filename, bytes)
         uploads), stored `photo_ids` and/or `image_urls` (fetched last), with the pack's model_type, base model, preset, token
         and training args, queued to train (`create_tune`, so a title in use returns that tune);
         its prompts
@@ -292,7 +294,7 @@ class Packs:
             prompts_callback=prompts_callback,
         )
         tune = self.tunes.create_tune(
-            request, photos=photos, photo_ids=photo_ids, image_urls=image_urls, base_url=base_url
+            request, photos=photos, photo_ids=photo_ids, image_urls=image_urls, base_url=base_url, principal=principal
         )
         if self.store.get_tune(tune["id"])["pack_id"] is None:  # not when the title named an older tune
             self.store.update_tune(tune["id"], pack_id=pack["id"])
@@ -307,8 +309,9 @@ class Packs:
         prompt_callback: str | None = None,
         prompts_callback: str | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """Astria's `POST /p/:id/tunes` with `tune_ids`: for each existing tune, one prompt per
+        """Astria's `POST /p/:id/tunes` with `tune_ids`: for each existing tune `principal` may see, one prompt per
         pack prompt of the tune's class (or of `prompt_ids`), filled from the tune's token and
         characteristics and remembering its pack prompt. Every tune is checked before any prompt
         is made. Prompts on a tune still training wait for it. Each prompt posts to
@@ -321,7 +324,7 @@ class Packs:
         plans = []
         for tune_id in dict.fromkeys(tune_ids):
             tune = self.store.get_tune(tune_id)
-            if tune is None or tune["model_type"] == "checkpoint":
+            if tune is None or tune["model_type"] == "checkpoint" or not principal.sees(tune["owner"]):
                 raise NotFound(f"Tune {tune_id} does not exist: list tunes to see their ids.", field="tune_ids")
             token = tune["token"] or pack["token"]
             plans.append((tune, self._pack_runs(pack, tune["name"], token, tune["characteristics"], prompt_ids)))
@@ -331,6 +334,7 @@ class Packs:
                 dataclasses.replace(request, callback=prompt_callback),
                 orig_prompt_id=pp_id,
                 base_url=base_url,
+                principal=principal,
             )
             for tune, runs in plans
             for pp_id, request in runs
