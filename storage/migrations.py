@@ -442,12 +442,15 @@ def m090_owners(db: Database) -> None:
     made them (studio/principals.py names owners). A photo is stored once by content hash, so
     who uploaded it is a link table (two people may upload the same picture). Rows made before
     owners existed belong to 'local', the keyless loopback user, which is an admin: after the
-    upgrade admins see them, as the one user of the studio did before; nobody else does."""
+    upgrade admins see them, as the one user of the studio did before; nobody else does. A pack
+    without an owner is shared (the starter packs, and every pack made before): all read it,
+    admins change it."""
     db.executescript(
         """
         ALTER TABLE tunes ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
         ALTER TABLE prompts ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
         ALTER TABLE adapters ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE packs ADD COLUMN owner TEXT;
         CREATE INDEX idx_tunes_owner ON tunes(owner, id);
         CREATE INDEX idx_prompts_owner ON prompts(owner, id);
         CREATE TABLE photo_owners (

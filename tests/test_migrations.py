@@ -148,8 +148,9 @@ def test_a_database_made_by_the_pre_split_module_is_left_alone(tmp_path, fresh_s
         "job": store.get_job(job_id),
         "checkpoints": store.tune_checkpoints(tune_id),
     }
-    # m090 gave rows made before owners to 'local' (an admin).
+    # m090 gave rows made before owners to 'local' (an admin); packs made before are shared.
     assert rows["tune"].pop("owner") == rows["prompt"].pop("owner") == "local"
+    assert rows["pack"].pop("owner") is None
     assert rows == expected
     assert store.count_likes(prompt_id) == 1
     store.close()

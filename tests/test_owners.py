@@ -279,3 +279,48 @@ def test_logins_are_isolated_both_ways_an_admin_sees_both_and_events_need_a_logi
         shown(call_event(boss, url, open_tunes, [None], session="boss-page"))
         shown(call_event(boss, url, delete, [made["bob"][0]], session="boss-page"))
         assert [t["id"] for t in studio.list_tunes()] == [made["ann"][0]]
+
+
+# -- adapters and packs --------------------------------------------------------------------------
+
+
+def test_avatars_and_packs_belong_to_their_maker_and_starter_packs_are_shared(tmp_path, demo_model_dir):
+    from photos import encode, friend
+
+    from studio.errors import AdminsOnly, NotFound
+    from studio.packs import PackRequest
+
+    with served(tmp_path, demo_model_dir, admins=("boss",)) as (url, studio, _):
+        keys = {who: studio.create_api_key(who) for who in ("ann", "bob", "boss")}
+        auth = {who: {"Authorization": f"Bearer {key}"} for who, key in keys.items()}
+        ann, bob, boss = (Principal(f"key:{who}", is_admin=who == "boss") for who in ("ann", "bob", "boss"))
+
+        style = studio.add_adapter("style", "annstyle", encode(friend("ross"), "PNG"), principal=ann)
+        assert [a["name"] for a in studio.list_adapters(principal=ann)] == ["annstyle"]
+        assert studio.list_adapters(principal=bob) == []
+        for verb in (studio.get_adapter, studio.adapter_thumbnail, studio.delete_adapter):
+            with pytest.raises(NotFound):
+                verb("style", "annstyle", principal=bob)
+        token = studio.adapter_token(style)
+        assert token not in json.dumps(studio.prompt_tokens(principal=bob))
+        used = httpx.post(
+            f"{url}/tunes/1/prompts", json={"prompt": {"text": f"{token} a cat", "steps": 2}}, headers=auth["bob"]
+        )
+        assert used.status_code == 422 and "annstyle" in used.json()["error"]
+        assert [a["name"] for a in studio.list_adapters(principal=boss)] == ["annstyle"]
+
+        pack = studio.create_pack(PackRequest(title="Ann's pack", classes=("woman",)), principal=ann)
+        starter = "corporate-headshots"
+        assert httpx.get(f"{url}/p/{pack['slug']}", headers=auth["ann"]).status_code == 200
+        assert httpx.get(f"{url}/p/{pack['slug']}", headers=auth["bob"]).status_code == 404
+        assert httpx.get(f"{url}/p/{pack['id']}", headers=auth["bob"]).status_code == 404
+        assert httpx.get(f"{url}/p/{starter}", headers=auth["bob"]).status_code == 200
+        listed = {p["slug"] for p in httpx.get(f"{url}/packs", headers=auth["bob"]).json()}
+        assert starter in listed and pack["slug"] not in listed
+        assert pack["slug"] in {p["slug"] for p in httpx.get(f"{url}/packs", headers=auth["boss"]).json()}
+        with pytest.raises(NotFound):
+            studio.delete_pack(pack["id"], principal=bob)
+        with pytest.raises(AdminsOnly):
+            studio.update_pack(starter, title="Mine now", principal=ann)
+        assert studio.update_pack(starter, title="Headshots", principal=boss)["title"] == "Headshots"
+        studio.delete_pack(pack["id"], principal=ann)

@@ -256,26 +256,28 @@ def build_router() -> APIRouter:
 
     @router.get("/packs", tags=["packs"], responses={200: {"model": list[Pack]}, **_errors()})
     def list_packs(
-        request: Request, public: bool | None = None, listed: bool | None = None, blend: bool = False
+        request: Request, acting: Acting, public: bool | None = None, listed: bool | None = None, blend: bool = False
     ) -> list[dict]:
         """Packs, best ranked first: by likes per image shown, or with `blend=true` by likes
         blended with likeness (`blended_score`: 70 % likes, 30 % how often the images look like
         their subject)."""
         studio = _studio(request)
-        rows = studio.list_packs(public=public or None, listed=listed or None, blend=blend)
+        rows = studio.list_packs(public=public or None, listed=listed or None, blend=blend, principal=acting)
         return [studio.pack_json(pack, _base(request)) for pack in rows]
 
     @router.get("/gallery/packs", tags=["packs"], responses={200: {"model": list[Pack]}, **_errors()})
-    def gallery_packs(request: Request) -> list[dict]:
+    def gallery_packs(request: Request, acting: Acting) -> list[dict]:
         """The public, listed packs, best ranked first."""
         studio = _studio(request)
-        return [studio.pack_json(pack, _base(request)) for pack in studio.list_packs(public=True, listed=True)]
+        rows = studio.list_packs(public=True, listed=True, principal=acting)
+        return [studio.pack_json(pack, _base(request)) for pack in rows]
 
     @router.get("/p/{pack_id}", tags=["packs"], responses={200: {"model": Pack}, **_errors(404)})
-    def get_pack(request: Request, pack_id: PackId) -> dict:
+    def get_pack(request: Request, pack_id: PackId, acting: Acting) -> dict:
         """A pack by id or slug, with its prompts per class."""
         studio = _studio(request)
-        return studio.pack_json(studio.get_pack(_pack_key(pack_id)), _base(request), with_prompts=True)
+        pack = studio.get_pack(_pack_key(pack_id), principal=acting)
+        return studio.pack_json(pack, _base(request), with_prompts=True)
 
     @router.post(
         "/p/{pack_id}/tunes",

@@ -10,12 +10,8 @@ from typing import Any
 
 from storage import Store
 from studio.config import Settings
-from studio.errors import InvalidInput, StudioError
+from studio.errors import AdminsOnly, InvalidInput
 from studio.principals import LOCAL_ADMIN, Principal
-
-
-class AdminsOnly(StudioError):
-    status = 403
 
 
 def _admin(principal: Principal) -> None:
