@@ -37,10 +37,47 @@ def create_app(studio: Studio):
 
     app = FastAPI(title="Avatar Studio API", version="1")
     api.install(app, studio)
+    if studio.settings.public_demo and not studio.settings.auth:
+        app.add_middleware(VisitorCookie)
     # Around everything, Gradio's routes included: Host/Origin in open loopback mode, body caps
     # and pace, the login throttle (studio/api/edge.py).
     app.add_middleware(Edge, studio=studio)
     return mount_ui(app, build_ui(studio), studio)
+
+
+class VisitorCookie:
+    """ASGI middleware of a STUDIO_PUBLIC_DEMO studio without logins: gives each browser a
+    random visitor id cookie, which the UI uses to keep one anonymous visitor's tunes and
+    photos from another's (studio/ui/common.py `event_principal`). A convenience for a demo,
+    not security: a client can send any id it likes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        from http.cookies import CookieError, SimpleCookie
+
+        from studio.ui.common import VISITOR_COOKIE
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cookies = SimpleCookie()
+        for name, value in scope.get("headers", []):
+            if name == b"cookie":
+                try:
+                    cookies.load(value.decode("latin-1"))
+                except CookieError:  # a malformed header: treat it as no cookie
+                    pass
+        if VISITOR_COOKIE in cookies:
+            return await self.app(scope, receive, send)
+        cookie = f"{VISITOR_COOKIE}={secrets.token_urlsafe(18)}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
+
+        async def with_cookie(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+            await send(message)
+
+        return await self.app(scope, receive, with_cookie)
 
 
 def mount_ui(app, demo, studio: Studio):
@@ -94,6 +131,13 @@ def main() -> None:
         settings = Settings.from_env()
     except ConfigError as error:
         raise SystemExit(f"Avatar Studio cannot start: {error.message}") from None
+    if settings.public_demo and not settings.auth:
+        log.warning(
+            "STUDIO_PUBLIC_DEMO=1 without STUDIO_AUTH: anyone who reaches %s:%s uses the studio; "
+            "visitors are told apart by a cookie only, and none of them can manage API keys",
+            settings.host,
+            settings.port,
+        )
     if zerogpu.active(settings.zero_gpu):
         import spaces  # noqa: F401  ZeroGPU patches torch's CUDA handling; it must come before torch uses CUDA
     studio = Studio.open(settings)

@@ -545,3 +545,31 @@ def _rebuild_with_autoincrement(db: Database) -> None:
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, highest])
         elif seq[0] < highest:
             conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", [highest, table])
+
+
+@migrations()
+def m090_owners(db: Database) -> None:
+    """Each key and each login sees only its own: tunes, prompts, photos and adapters (uploaded
+    LoRAs, avatars) get the owner that
+    made them (studio/principals.py names owners). A photo is stored once by content hash, so
+    who uploaded it is a link table (two people may upload the same picture). Rows made before
+    owners existed belong to 'local', the keyless loopback user, which is an admin: after the
+    upgrade admins see them, as the one user of the studio did before; nobody else does. A pack
+    without an owner is shared (the starter packs, and every pack made before): all read it,
+    admins change it."""
+    db.executescript(
+        """
+        ALTER TABLE tunes ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE prompts ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE adapters ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE packs ADD COLUMN owner TEXT;
+        CREATE INDEX idx_tunes_owner ON tunes(owner, id);
+        CREATE INDEX idx_prompts_owner ON prompts(owner, id);
+        CREATE TABLE photo_owners (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            PRIMARY KEY (photo_id, owner)
+        );
+        INSERT INTO photo_owners (photo_id, owner) SELECT id, 'local' FROM photos;
+        """
+    )

@@ -7,6 +7,11 @@ message naming the variable.
 On a Hugging Face Space (SPACE_ID is set) the defaults change: the studio listens on 0.0.0.0
 (the Space's proxy must reach it; the API then needs keys), keeps its data in the Space's
 persistent storage (`/data/studio`) when that is mounted, and builds image URLs from SPACE_HOST.
+
+An open UI is a choice, never an accident: a studio reachable from other machines (a host other
+than loopback, or a Space) refuses to start without STUDIO_AUTH logins unless the operator sets
+STUDIO_PUBLIC_DEMO=1. STUDIO_ADMINS names the logins and API-key owners that see everything and
+manage keys.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 #: Where a Space mounts its persistent storage (a parameter of `from_env` for tests).
 SPACE_STORAGE = Path("/data")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(StudioError):
@@ -53,6 +59,8 @@ class Settings:
     zero_gpu: bool = False  # the Space runs on ZeroGPU (SPACES_ZERO_GPU is set)
     likes_per_minute: int = 30  # per client address, for browsers that are not logged in
     login_failures_per_minute: int = 5  # per client address, then logins wait
+    public_demo: bool = False  # STUDIO_PUBLIC_DEMO: an open UI without logins, on purpose
+    admins: tuple[str, ...] = ()  # STUDIO_ADMINS: login names and/or API-key owner names
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -72,10 +80,20 @@ class Settings:
                 "STUDIO_SHARE=1 opens a public link to the studio and its photos of faces: "
                 "set STUDIO_AUTH=user:password as well."
             )
+        public_demo = _bool(env, "STUDIO_PUBLIC_DEMO", False)
+        host = env.get("STUDIO_HOST") or ("0.0.0.0" if on_space else "127.0.0.1")
+        if (on_space or host not in LOOPBACK_HOSTS) and not auth and not public_demo:
+            # Gradio's event API answers anyone who reaches the page: without logins every
+            # visitor could mint API keys, read photos and delete tunes.
+            where = "on a Hugging Face Space" if on_space else f"on {host} (reachable from other machines)"
+            raise ConfigError(
+                f"The studio would be open to anyone {where}: set STUDIO_AUTH=user:password for logins, "
+                "or STUDIO_PUBLIC_DEMO=1 to run an open demo on purpose."
+            )
         space_url = f"https://{env['SPACE_HOST']}" if on_space and env.get("SPACE_HOST") else None
         return cls(
             home=Path(env.get("STUDIO_HOME") or _default_home(on_space, space_storage)),
-            host=env.get("STUDIO_HOST") or ("0.0.0.0" if on_space else "127.0.0.1"),
+            host=host,
             port=_int(env, "STUDIO_PORT", 7860, low=1, high=65535),
             base_model=env.get("STUDIO_BASE_MODEL") or "demo",
             device=_choice(env, "STUDIO_DEVICE", "auto", DEVICES),
@@ -95,12 +113,14 @@ class Settings:
             zero_gpu=(env.get("SPACES_ZERO_GPU") or "").strip().lower() not in _FALSE,
             likes_per_minute=_int(env, "STUDIO_LIKES_PER_MINUTE", 30, low=1, high=100000),
             login_failures_per_minute=_int(env, "STUDIO_LOGIN_FAILURES_PER_MINUTE", 5, low=1, high=100000),
+            public_demo=public_demo,
+            admins=tuple(a.strip() for a in env.get("STUDIO_ADMINS", "").split(",") if a.strip()),
         )
 
     @property
     def is_loopback(self) -> bool:
         """True when the server only listens on this machine (the API may then run keyless)."""
-        return self.host in ("127.0.0.1", "localhost", "::1") and not self.share
+        return self.host in LOOPBACK_HOSTS and not self.share
 
 
 def _default_home(on_space: bool, space_storage: Path) -> Path:

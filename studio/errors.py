@@ -25,6 +25,13 @@ class NotFound(StudioError):
     status = 404
 
 
+class AdminsOnly(StudioError):
+    """Only an admin (STUDIO_ADMINS) may do this: manage keys, change shared packs (HTTP 403).
+    What is someone else's is NotFound instead, so it cannot be probed."""
+
+    status = 403
+
+
 class Conflict(StudioError):
     """The request clashes with the current state, e.g. deleting a tune while it trains (409)."""
 

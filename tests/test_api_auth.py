@@ -71,7 +71,8 @@ def test_every_route_needs_the_key_but_image_urls_do_not(make_server):
 
 
 def test_likes_belong_to_the_key_owner(make_server):
-    url, studio = make_server()
+    # Admins, so both see the one prompt (each key sees only its own otherwise: test_owners.py).
+    url, studio = make_server(admins=("ann", "bob"))
     ann, bob = studio.create_api_key("ann"), studio.create_api_key("bob")
     prompt = studio.create_prompt(1, {"text": "a cat", "steps": 2, "num_images": 1})
     as_ann, as_bob = ({"Authorization": f"Bearer {key}"} for key in (ann, bob))

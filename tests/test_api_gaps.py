@@ -13,6 +13,7 @@ from PIL import Image
 
 from studio.config import Settings
 from studio.core import Studio
+from studio.services.api_keys import env_key_user
 
 KEY = "gaps-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -145,7 +146,10 @@ def test_run_pack_posts_prompts_callback_once_all_its_prompts_are_done(tmp_path,
 
 def test_run_pack_refuses_a_bad_prompts_callback_before_making_prompts(tmp_path, demo_model_dir):
     with live_studio(tmp_path / "home", demo_model_dir, worker=False, api_keys=(KEY,)) as (url, studio):
-        tune = studio.store.add_tune({"title": "Tom", "name": "cat", "token": "sks", "model_type": "lora"})
+        owner = env_key_user(KEY)  # the key's own tune: others' tunes are not found at all
+        tune = studio.store.add_tune(
+            {"title": "Tom", "name": "cat", "token": "sks", "model_type": "lora", "owner": owner}
+        )
         body = {"tune": {"tune_ids": [tune], "prompts_callback": "ftp://example.com/x"}}
         response = httpx.post(f"{url}/p/pet-portraits/tunes", json=body, headers=AUTH)
         assert response.status_code == 422 and response.json()["field"] == "prompts_callback"

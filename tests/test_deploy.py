@@ -22,7 +22,8 @@ from studio.errors import InvalidInput
 from studio.tune_requests import TuneRequest
 
 FAKES = Path(__file__).resolve().parent / "fakes"
-SPACE = {"SPACE_ID": "ann/avatar-studio", "SPACE_HOST": "ann-avatar-studio.hf.space"}
+# A Space without logins is refused (see the refusal tests); these settings tests log in.
+SPACE = {"SPACE_ID": "ann/avatar-studio", "SPACE_HOST": "ann-avatar-studio.hf.space", "STUDIO_AUTH": "ann:pw"}
 
 
 # -- Space settings ------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ class Adapters(Records):
     def get_adapter(self, kind: str, name: str) -> dict | None:
         return self._one("SELECT * FROM adapters WHERE kind = ? AND name = ?", [kind, name])
 
-    def list_adapters(self, kind: str | None = None) -> list[dict]:
-        """Adapters by kind and name; only one kind's when given."""
-        return self._rows("adapters", ("kind = ?", kind), order_by="kind, name")
+    def list_adapters(self, kind: str | None = None, *, owner: str | None = None) -> list[dict]:
+        """Adapters by kind and name; only one kind's and/or only `owner`'s when given."""
+        return self._rows("adapters", ("kind = ?", kind), ("owner = ?", owner), order_by="kind, name")
 
     def delete_adapter(self, adapter_id: int) -> None:
         self._delete("adapters", adapter_id)

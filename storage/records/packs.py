@@ -23,13 +23,17 @@ class Packs(Records):
     def find_pack_by_slug(self, slug: str) -> dict | None:
         return _pack_decode(self._one("SELECT * FROM packs WHERE slug = ?", [slug]))
 
-    def list_packs(self, *, public: bool | None = None, listed: bool | None = None) -> list[dict]:
+    def list_packs(
+        self, *, public: bool | None = None, listed: bool | None = None, owner: str | None = None
+    ) -> list[dict]:
         """Packs with their counters, oldest first. `public`/`listed` filter on those flags when
-        given (Astria's `public=true`, `listed=true`)."""
+        given (Astria's `public=true`, `listed=true`); `owner` keeps the shared packs (no owner)
+        and that owner's."""
         rows = self._rows(
             "packs",
             ("public = ?", None if public is None else int(public)),
             ("unlisted = ?", None if listed is None else int(not listed)),
+            ("(owner IS NULL OR owner = ?)", owner),
             order_by="id",
         )
         return [_pack_decode(row) for row in rows]

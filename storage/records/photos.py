@@ -16,6 +16,22 @@ class Photos(Records):
                 return existing
             return self._insert("photos", {"created_at": now(), **photo})
 
+    def add_photo_owner(self, photo_id: int, owner: str) -> None:
+        """Record that `owner` uploaded the photo (one stored photo may have several uploaders)."""
+        with self._lock, self.db.atomic():
+            self.db.execute("INSERT OR IGNORE INTO photo_owners (photo_id, owner) VALUES (?, ?)", [photo_id, owner])
+
+    def photo_owned_by(self, photo_id: int, owner: str) -> bool:
+        """True when `owner` uploaded the photo or owns a tune made from it."""
+        return bool(
+            self._scalar(
+                "SELECT EXISTS (SELECT 1 FROM photo_owners WHERE photo_id = ? AND owner = ?) OR EXISTS "
+                "(SELECT 1 FROM tune_photos JOIN tunes ON tunes.id = tune_photos.tune_id "
+                "WHERE tune_photos.photo_id = ? AND tunes.owner = ?)",
+                [photo_id, owner, photo_id, owner],
+            )
+        )
+
     def get_photo(self, photo_id: int) -> dict | None:
         return self._get("photos", photo_id)
 

@@ -36,11 +36,23 @@ class Prompts(Records):
         return self._get("prompts", prompt_id)
 
     def list_prompts(
-        self, *, tune_id: int | None = None, limit: int = 100, offset: int = 0, before_id: int | None = None
+        self,
+        *,
+        tune_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+        owner: str | None = None,
     ) -> list[dict]:
-        """Prompts newest first, optionally of one tune."""
+        """Prompts newest first, optionally of one tune and/or only `owner`'s."""
         return self._rows(
-            "prompts", ("tune_id = ?", tune_id), ("id < ?", before_id), order_by="id DESC", limit=limit, offset=offset
+            "prompts",
+            ("tune_id = ?", tune_id),
+            ("id < ?", before_id),
+            ("owner = ?", owner),
+            order_by="id DESC",
+            limit=limit,
+            offset=offset,
         )
 
     def update_prompt(self, prompt_id: int, **fields: Any) -> None:
@@ -140,8 +152,9 @@ class Prompts(Records):
         limit: int = 24,
         offset: int = 0,
         likeness: str | None = None,
+        owner: str | None = None,
     ) -> list[dict]:
-        """Prompts with their tune's `tune_title` and `tune_model_type` and, for prompts made
+        """Prompts (only `owner`'s when given) with their tune's `tune_title` and `tune_model_type` and, for prompts made
         from a pack, `pack_id` and `pack_title`; optionally only one tune's and/or one pack's.
         `order` is 'newest' (id descending), 'likes' (most liked first, ties newest first) or
         'likeness' (best image likeness first, prompts without a scored face last). `likeness`
@@ -150,6 +163,7 @@ class Prompts(Records):
         clause, params = where(
             ("prompts.tune_id = ?", tune_id),
             ("packs.id = ?", pack_id),
+            ("prompts.owner = ?", owner),
             None if likeness is None else _LIKENESS_FILTERS[likeness],
         )
         return self._query(

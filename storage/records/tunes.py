@@ -70,12 +70,15 @@ class Tunes(Records):
     def find_tune_by_title(self, title: str) -> dict | None:
         return self._one("SELECT * FROM tunes WHERE title = ?", [title])
 
-    def list_tunes(self, *, limit: int = 100, offset: int = 0, before_id: int | None = None) -> list[dict]:
-        """User tunes (not base models), newest first."""
+    def list_tunes(
+        self, *, limit: int = 100, offset: int = 0, before_id: int | None = None, owner: str | None = None
+    ) -> list[dict]:
+        """User tunes (not base models), newest first; only `owner`'s when given."""
         return self._rows(
             "tunes",
             "model_type != 'checkpoint'",
             ("id < ?", before_id),
+            ("owner = ?", owner),
             order_by="id DESC",
             limit=limit,
             offset=offset,

@@ -1,6 +1,7 @@
 """Who a REST request acts for: `Authorization: Bearer <key>` with a key from STUDIO_API_KEYS or
 one made in the Settings tab; with no key at all, loopback clients of a server that listens on
-loopback alone act as 'local'."""
+loopback alone act as 'local'. The caller's principal (studio/principals.py) decides what it
+sees: its own tunes, prompts and photos, or everything for an admin (STUDIO_ADMINS, 'local')."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from studio.errors import StudioError
+from studio.principals import Principal, principal_for
 
 #: Who a keyless request acts for.
 LOCAL_USER = "local"
@@ -37,6 +39,14 @@ def caller(request: Request) -> str:
 
 
 Caller = Annotated[str, Depends(caller)]
+
+
+def principal(request: Request, user: Caller) -> Principal:
+    """Who the request acts for, with what it may see (see studio/principals.py)."""
+    return principal_for(user, request.app.state.studio.settings.admins)
+
+
+Acting = Annotated[Principal, Depends(principal)]
 
 
 def _is_loopback(request: Request) -> bool:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from studio import packs
 from studio.errors import InvalidInput, TooLarge
 from studio.formdata import nest
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.tune_requests import tune_request_from_fields
 
 if TYPE_CHECKING:
@@ -109,13 +110,20 @@ def _capped_receive(receive, limit: int, message: str):
 
 
 def create_tune(
-    studio: Studio, fields: Mapping[str, Any], uploads: Sequence[tuple[str, bytes]], *, base_url: str
+    studio: Studio,
+    fields: Mapping[str, Any],
+    uploads: Sequence[tuple[str, bytes]],
+    *,
+    base_url: str,
+    principal: Principal = LOCAL_ADMIN,
 ) -> dict[str, Any]:
     """Astria's `POST /tunes`: the tune's fields (JSON values, or multipart's bracketed fields
     as strings) and its `images` files as (filename, bytes); `image_urls` are fetched by
     `Studio.create_tune` once everything else is checked."""
     request = tune_request_from_fields(fields)
-    return studio.create_tune(request, photos=list(uploads), image_urls=fields.get("image_urls"), base_url=base_url)
+    return studio.create_tune(
+        request, photos=list(uploads), image_urls=fields.get("image_urls"), base_url=base_url, principal=principal
+    )
 
 
 def tune_from_pack(
@@ -125,6 +133,7 @@ def tune_from_pack(
     uploads: Sequence[tuple[str, bytes]],
     *,
     base_url: str,
+    principal: Principal = LOCAL_ADMIN,
 ) -> dict[str, Any] | list[dict[str, Any]]:
     """Astria's `POST /p/:id/tunes` (pack by id or slug). With `tune_ids`, the pack's prompts
     are made on those existing tunes (`Studio.run_pack`) and returned as a list. Otherwise a
@@ -148,6 +157,7 @@ def tune_from_pack(
             prompt_callback=prompt_callback,
             prompts_callback=text(fields.get("prompts_callback")),
             base_url=base_url,
+            principal=principal,
         )
     title, name = text(fields.get("title")), text(fields.get("name"))
     for value, field_name in ((title, "title"), (name, "name")):
@@ -166,11 +176,18 @@ def tune_from_pack(
         prompts_callback=text(fields.get("prompts_callback")),
         branch=text(fields.get("branch")),
         base_url=base_url,
+        principal=principal,
     )
 
 
 def create_prompt(
-    studio: Studio, tune_id: int, fields: Mapping[str, Any], input_image: bytes | None, *, base_url: str
+    studio: Studio,
+    tune_id: int,
+    fields: Mapping[str, Any],
+    input_image: bytes | None,
+    *,
+    base_url: str,
+    principal: Principal = LOCAL_ADMIN,
 ) -> dict[str, Any]:
     """Astria's `POST /tunes/:id/prompts`. The input image is the uploaded `input_image` file,
     else fetched from `input_image_url` (like `image_urls`), else decoded from
@@ -184,7 +201,7 @@ def create_prompt(
         input_image = packs.decode_data_url(data_url, "input_image_base64")
     if input_image is not None:
         values["input_image"] = input_image
-    return studio.create_prompt(tune_id, values, base_url=base_url)
+    return studio.create_prompt(tune_id, values, base_url=base_url, principal=principal)
 
 
 def inspect(studio: Studio, fields: Mapping[str, Any], upload: bytes | None) -> dict[str, Any]:

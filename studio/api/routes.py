@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from studio import packs
 from studio.api import forms
-from studio.api.auth import Caller, caller
+from studio.api.auth import Acting, Caller, caller
 from studio.api.schemas import (
     ERRORS,
     REQUEST_MODELS,
@@ -82,9 +82,13 @@ def build_router() -> APIRouter:
         return [_gallery_json(m) for m in _studio(request).base_models()]
 
     @router.get("/tunes", tags=["tunes"], responses={200: {"model": list[Tune]}, **_errors()})
-    def list_tunes(request: Request, limit: Limit = 20, offset: Offset = 0, before_id: BeforeId = None) -> list[dict]:
-        """The user's tunes, newest first."""
-        return _studio(request).list_tunes(limit=limit, offset=offset, before_id=before_id, base_url=_base(request))
+    def list_tunes(
+        request: Request, acting: Acting, limit: Limit = 20, offset: Offset = 0, before_id: BeforeId = None
+    ) -> list[dict]:
+        """The caller's tunes (an admin's: all), newest first."""
+        return _studio(request).list_tunes(
+            limit=limit, offset=offset, before_id=before_id, base_url=_base(request), principal=acting
+        )
 
     @router.post(
         "/tunes",
@@ -93,25 +97,30 @@ def build_router() -> APIRouter:
         responses={201: {"model": Tune}, **_errors(404, 413, 429)},
         openapi_extra={"requestBody": _request_body(TuneBody, "tune", {"images": True})},
     )
-    async def create_tune(request: Request) -> JSONResponse:
+    async def create_tune(request: Request, acting: Acting) -> JSONResponse:
         """Create a tune from `images` (multipart files) and/or `image_urls`; it trains (a LoRA)
         or is ready at once (FaceID), then runs its `prompts_attributes`. A title in use
         returns that tune (idempotency)."""
         fields, files = await forms.body(request, "tune", files=_studio(request).settings.max_photos)
         tune = await run_in_threadpool(
-            forms.create_tune, _studio(request), fields, files.get("images", []), base_url=_base(request)
+            forms.create_tune,
+            _studio(request),
+            fields,
+            files.get("images", []),
+            base_url=_base(request),
+            principal=acting,
         )
         return JSONResponse(tune, status_code=201)
 
     @router.get("/tunes/{tune_id}", tags=["tunes"], responses={200: {"model": Tune}, **_errors(404)})
-    def get_tune(request: Request, tune_id: Id) -> dict:
+    def get_tune(request: Request, tune_id: Id, acting: Acting) -> dict:
         """A tune, or a gallery base model as a tune (e.g. 690204)."""
-        return _studio(request).tune_json(tune_id, _base(request))
+        return _studio(request).tune_json(tune_id, _base(request), principal=acting)
 
     @router.delete("/tunes/{tune_id}", tags=["tunes"], responses={200: {"model": Message}, **_errors(404)})
-    def delete_tune(request: Request, tune_id: Id) -> dict:
+    def delete_tune(request: Request, tune_id: Id, acting: Acting) -> dict:
         """Delete a tune with its photos, weights, prompts and images (its work is canceled first)."""
-        _studio(request).delete_tune(tune_id, cancel=True)
+        _studio(request).delete_tune(tune_id, cancel=True, principal=acting)
         return {"message": "Tune successfully deleted"}
 
     @router.get(
@@ -120,10 +129,10 @@ def build_router() -> APIRouter:
         response_class=FileResponse,
         responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **_errors(404)},
     )
-    def tune_photo(request: Request, tune_id: Id, photo_id: Id) -> FileResponse:
+    def tune_photo(request: Request, tune_id: Id, photo_id: Id, acting: Acting) -> FileResponse:
         """One of the tune's photos (its `orig_images`). Photos are private, so unlike generated
         images they are served only here, with the API key."""
-        path = _studio(request).tune_photo_file(tune_id, photo_id)
+        path = _studio(request).tune_photo_file(tune_id, photo_id, principal=acting)
         headers = {"Cache-Control": "private", **NOSNIFF}
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers=headers)
 
@@ -133,10 +142,10 @@ def build_router() -> APIRouter:
         response_class=FileResponse,
         responses={200: {"content": {"application/octet-stream": {}}}, **_errors(404, 409)},
     )
-    def tune_lora(request: Request, tune_id: Id) -> FileResponse:
+    def tune_lora(request: Request, tune_id: Id, acting: Acting) -> FileResponse:
         """The trained tune's LoRA in kohya/A1111 layout at its active checkpoint (its `ckpt_url`);
         409 while it is not trained or for a FaceID tune."""
-        path = _studio(request).lora_file(tune_id)
+        path = _studio(request).lora_file(tune_id, principal=acting)
         return FileResponse(
             path,
             media_type="application/octet-stream",
@@ -146,11 +155,23 @@ def build_router() -> APIRouter:
 
     @router.get("/tunes/{tune_id}/prompts", tags=["prompts"], responses={200: {"model": list[Prompt]}, **_errors(404)})
     def list_tune_prompts(
-        request: Request, tune_id: Id, user: Caller, limit: Limit = 20, offset: Offset = 0, before_id: BeforeId = None
+        request: Request,
+        tune_id: Id,
+        user: Caller,
+        acting: Acting,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        before_id: BeforeId = None,
     ) -> list[dict]:
         """The tune's prompts, newest first."""
         return _studio(request).prompts_json(
-            tune_id, limit=limit, offset=offset, before_id=before_id, base_url=_base(request), user=user
+            tune_id,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+            base_url=_base(request),
+            user=user,
+            principal=acting,
         )
 
     @router.post(
@@ -160,7 +181,7 @@ def build_router() -> APIRouter:
         responses={201: {"model": Prompt}, **_errors(404, 409, 413, 429)},
         openapi_extra={"requestBody": _request_body(PromptBody, "prompt", {"input_image": False})},
     )
-    async def create_prompt(request: Request, tune_id: Id, user: Caller) -> JSONResponse:
+    async def create_prompt(request: Request, tune_id: Id, user: Caller, acting: Acting) -> JSONResponse:
         """Generate images on a tune (or on a gallery base tune, with <lora:…> / <faceid:…>
         tokens). The prompt is queued; poll it or pass a `callback`."""
         # One input image, in a file or as base64 in the JSON (a third larger).
@@ -169,85 +190,99 @@ def build_router() -> APIRouter:
         studio = _studio(request)
         upload = files.get("input_image")
         prompt = await run_in_threadpool(
-            forms.create_prompt, studio, tune_id, fields, upload[0][1] if upload else None, base_url=_base(request)
+            forms.create_prompt,
+            studio,
+            tune_id,
+            fields,
+            upload[0][1] if upload else None,
+            base_url=_base(request),
+            principal=acting,
         )
-        return JSONResponse(await run_in_threadpool(studio.prompt_json, prompt["id"], _base(request), user), 201)
+        made = await run_in_threadpool(studio.prompt_json, prompt["id"], _base(request), user, principal=acting)
+        return JSONResponse(made, 201)
 
     @router.get(
         "/tunes/{tune_id}/prompts/{prompt_id}", tags=["prompts"], responses={200: {"model": Prompt}, **_errors(404)}
     )
-    def get_prompt(request: Request, tune_id: Id, prompt_id: Id, user: Caller) -> dict:
+    def get_prompt(request: Request, tune_id: Id, prompt_id: Id, user: Caller, acting: Acting) -> dict:
         """One prompt of the tune, with its status and image URLs."""
-        return _studio(request).prompt_json(prompt_id, _base(request), user, tune_id=tune_id)
+        return _studio(request).prompt_json(prompt_id, _base(request), user, tune_id=tune_id, principal=acting)
 
     @router.delete(
         "/tunes/{tune_id}/prompts/{prompt_id}",
         tags=["prompts"],
         responses={200: {"model": Message}, **_errors(404, 409)},
     )
-    def delete_tune_prompt(request: Request, tune_id: Id, prompt_id: Id) -> dict:
+    def delete_tune_prompt(request: Request, tune_id: Id, prompt_id: Id, acting: Acting) -> dict:
         """Delete a prompt of the tune with its images and likes (an unfinished one is canceled first)."""
-        _studio(request).delete_prompt(prompt_id, tune_id, cancel=True)
+        _studio(request).delete_prompt(prompt_id, tune_id, cancel=True, principal=acting)
         return {"message": "Prompt successfully deleted"}
 
     @router.get("/prompts/{prompt_id}", tags=["prompts"], responses={200: {"model": Prompt}, **_errors(404)})
-    def get_any_prompt(request: Request, prompt_id: Id, user: Caller) -> dict:
+    def get_any_prompt(request: Request, prompt_id: Id, user: Caller, acting: Acting) -> dict:
         """One prompt by id alone, as `GET /tunes/:tune_id/prompts/:id` shows it."""
-        return _studio(request).prompt_json(prompt_id, _base(request), user)
+        return _studio(request).prompt_json(prompt_id, _base(request), user, principal=acting)
 
     @router.delete("/prompts/{prompt_id}", tags=["prompts"], responses={200: {"model": Message}, **_errors(404, 409)})
-    def delete_prompt(request: Request, prompt_id: Id) -> dict:
+    def delete_prompt(request: Request, prompt_id: Id, acting: Acting) -> dict:
         """Delete a prompt with its images and likes (an unfinished one is canceled first); the
         path of Astria's own curl example."""
-        _studio(request).delete_prompt(prompt_id, cancel=True)
+        _studio(request).delete_prompt(prompt_id, cancel=True, principal=acting)
         return {"message": "Prompt successfully deleted"}
 
     @router.get("/prompts", tags=["prompts"], responses={200: {"model": list[Prompt]}, **_errors()})
     def list_prompts(
-        request: Request, user: Caller, limit: Limit = 20, offset: Offset = 0, before_id: BeforeId = None
+        request: Request,
+        user: Caller,
+        acting: Acting,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        before_id: BeforeId = None,
     ) -> list[dict]:
-        """Every prompt, newest first."""
+        """The caller's prompts (an admin's: all), newest first."""
         return _studio(request).prompts_json(
-            limit=limit, offset=offset, before_id=before_id, base_url=_base(request), user=user
+            limit=limit, offset=offset, before_id=before_id, base_url=_base(request), user=user, principal=acting
         )
 
     @router.post(
         "/prompts/{prompt_id}/likes", tags=["likes"], status_code=201, responses={201: {"model": Like}, **_errors(404)}
     )
-    def like(request: Request, prompt_id: Id, user: Caller) -> JSONResponse:
+    def like(request: Request, prompt_id: Id, user: Caller, acting: Acting) -> JSONResponse:
         """Like a prompt (once per user); a prompt made from a pack counts for the pack too."""
-        return JSONResponse(_studio(request).like_prompt(prompt_id, user), status_code=201)
+        return JSONResponse(_studio(request).like_prompt(prompt_id, user, principal=acting), status_code=201)
 
     @router.delete("/prompts/{prompt_id}/likes", tags=["likes"], responses={200: {"model": Like}, **_errors(404)})
-    def unlike(request: Request, prompt_id: Id, user: Caller) -> dict:
+    def unlike(request: Request, prompt_id: Id, user: Caller, acting: Acting) -> dict:
         """Take back a like (nothing happens when there is none)."""
-        return _studio(request).unlike_prompt(prompt_id, user)
+        return _studio(request).unlike_prompt(prompt_id, user, principal=acting)
 
     # Astria's own examples call the singular path.
     router.add_api_route("/prompts/{prompt_id}/like", like, methods=["POST"], include_in_schema=False)
 
     @router.get("/packs", tags=["packs"], responses={200: {"model": list[Pack]}, **_errors()})
     def list_packs(
-        request: Request, public: bool | None = None, listed: bool | None = None, blend: bool = False
+        request: Request, acting: Acting, public: bool | None = None, listed: bool | None = None, blend: bool = False
     ) -> list[dict]:
         """Packs, best ranked first: by likes per image shown, or with `blend=true` by likes
         blended with likeness (`blended_score`: 70 % likes, 30 % how often the images look like
         their subject)."""
         studio = _studio(request)
-        rows = studio.list_packs(public=public or None, listed=listed or None, blend=blend)
+        rows = studio.list_packs(public=public or None, listed=listed or None, blend=blend, principal=acting)
         return [studio.pack_json(pack, _base(request)) for pack in rows]
 
     @router.get("/gallery/packs", tags=["packs"], responses={200: {"model": list[Pack]}, **_errors()})
-    def gallery_packs(request: Request) -> list[dict]:
+    def gallery_packs(request: Request, acting: Acting) -> list[dict]:
         """The public, listed packs, best ranked first."""
         studio = _studio(request)
-        return [studio.pack_json(pack, _base(request)) for pack in studio.list_packs(public=True, listed=True)]
+        rows = studio.list_packs(public=True, listed=True, principal=acting)
+        return [studio.pack_json(pack, _base(request)) for pack in rows]
 
     @router.get("/p/{pack_id}", tags=["packs"], responses={200: {"model": Pack}, **_errors(404)})
-    def get_pack(request: Request, pack_id: PackId) -> dict:
+    def get_pack(request: Request, pack_id: PackId, acting: Acting) -> dict:
         """A pack by id or slug, with its prompts per class."""
         studio = _studio(request)
-        return studio.pack_json(studio.get_pack(_pack_key(pack_id)), _base(request), with_prompts=True)
+        pack = studio.get_pack(_pack_key(pack_id), principal=acting)
+        return studio.pack_json(pack, _base(request), with_prompts=True)
 
     @router.post(
         "/p/{pack_id}/tunes",
@@ -256,7 +291,7 @@ def build_router() -> APIRouter:
         responses={201: {"model": Tune}, **_errors(404, 413, 429)},
         openapi_extra={"requestBody": _request_body(PackTuneBody, "tune", {"images": True})},
     )
-    async def pack_tune(request: Request, pack_id: PackId, user: Caller) -> JSONResponse:
+    async def pack_tune(request: Request, pack_id: PackId, user: Caller, acting: Acting) -> JSONResponse:
         """Create a tune that runs the pack's prompts of its class once trained; with
         `tune_ids`, run the pack on those tunes and answer their new prompts."""
         fields, files = await forms.body(request, "tune", files=_studio(request).settings.max_photos)
@@ -268,9 +303,13 @@ def build_router() -> APIRouter:
             fields,
             files.get("images", []),
             base_url=_base(request),
+            principal=acting,
         )
         if isinstance(made, list):
-            made = [await run_in_threadpool(studio.prompt_json, p["id"], _base(request), user) for p in made]
+            made = [
+                await run_in_threadpool(studio.prompt_json, p["id"], _base(request), user, principal=acting)
+                for p in made
+            ]
         return JSONResponse(made, status_code=201)
 
     @router.post(

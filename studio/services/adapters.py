@@ -15,6 +15,7 @@ from studio.config import Settings
 from studio.domain import ADAPTER_KINDS, RUNNABLE_FAMILIES, SUCCESS
 from studio.errors import Conflict, InvalidInput, NotFound, TooLarge
 from studio.images import png_bytes, thumbnail
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import make_token
 from studio.runtime import Runtime
 from studio.services.photos import Photos
@@ -37,12 +38,14 @@ class Adapters:
         weight: float = 1.0,
         trigger_words: Sequence[str] = (),
         family: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Save an asset that prompt tokens name: a LoRA (`data` is a .safetensors file, header
         checked, at most max_lora_mb; its family read from its shapes when it can be) or a
         face/style/pose image (PNG/JPEG/WEBP). A face gets its embedding now from the studio's
         face backend, so `<face:NAME>` works like a FaceID tune. Raises InvalidInput naming
-        the field, TooLarge, Conflict when the kind already has that name."""
+        the field, TooLarge, Conflict when the kind already has that name (names are shared by
+        the whole studio, since tokens name them). It belongs to `principal`."""
         if kind not in ADAPTER_KINDS:
             raise InvalidInput(f"kind '{kind}' is not one of {', '.join(ADAPTER_KINDS)}.", field="kind")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
@@ -64,22 +67,32 @@ class Adapters:
             if kind == "face":
                 metadata.update(self._face_embedding(image))
         self.store.add_adapter(
-            {"name": name, "kind": kind, "path": path, "family": family, "weight": float(weight), "metadata": metadata}
+            {
+                "name": name,
+                "kind": kind,
+                "path": path,
+                "family": family,
+                "weight": float(weight),
+                "metadata": metadata,
+                "owner": principal.owner,
+            }
         )
-        return self.get_adapter(kind, name)
+        return self.get_adapter(kind, name, principal=principal)
 
-    def get_adapter(self, kind: str, name: str) -> dict[str, Any]:
+    def get_adapter(self, kind: str, name: str, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+        """The adapter of this kind and name; NotFound when there is none `principal` may see."""
         adapter = self.store.get_adapter(kind, name)
-        if adapter is None:
+        if adapter is None or not principal.sees(adapter["owner"]):
             raise NotFound(f"There is no {kind} named '{name}'.", field="name")
         return adapter
 
-    def list_adapters(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return self.store.list_adapters(kind)
+    def list_adapters(self, kind: str | None = None, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
+        """`principal`'s adapters (an admin's: all), by kind and name."""
+        return self.store.list_adapters(kind, owner=principal.owner_filter)
 
-    def delete_adapter(self, kind: str, name: str) -> None:
+    def delete_adapter(self, kind: str, name: str, *, principal: Principal = LOCAL_ADMIN) -> None:
         """Delete the adapter and its files unless another adapter shares them."""
-        adapter = self.get_adapter(kind, name)
+        adapter = self.get_adapter(kind, name, principal=principal)
         self.store.delete_adapter(adapter["id"])
         paths = [adapter["path"], (adapter["metadata"] or {}).get("embedding_path")]
         in_use = {a["path"] for a in self.store.list_adapters()}
@@ -134,9 +147,9 @@ class Adapters:
             "embedding_dim": int(vector.size),
         }
 
-    def adapter_thumbnail(self, kind: str, name: str, side: int = 192):
+    def adapter_thumbnail(self, kind: str, name: str, side: int = 192, *, principal: Principal = LOCAL_ADMIN):
         """A face, style or pose avatar's image at most `side` px a side; None for a LoRA."""
-        adapter = self.get_adapter(kind, name)
+        adapter = self.get_adapter(kind, name, principal=principal)
         if kind == "lora":
             return None
         return thumbnail(self.photos.decode_image(self.files.read(adapter["path"]), kind), side)
@@ -146,18 +159,19 @@ class Adapters:
         form, e.g. `<be-style:cartoon1:0.5>`."""
         return make_token(f"be-{adapter['kind']}", adapter["name"], adapter["weight"])
 
-    def prompt_tokens(self) -> list[dict[str, str]]:
+    def prompt_tokens(self, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, str]]:
         """The tokens a prompt can use now, for the token help beside a prompt box: each trained
         LoRA and FaceID tune (`<lora:12:1>`, `<faceid:7:1>`), then each saved avatar and LoRA at
-        its default weight (`<be-style:cartoon1:0.5>`). Each is {token, kind, label}."""
+        its default weight (`<be-style:cartoon1:0.5>`), of those `principal` may use. Each is
+        {token, kind, label}."""
         tokens = [
             {"token": make_token(tune["model_type"], tune["id"]), "kind": tune["model_type"], "label": tune["title"]}
-            for tune in self.store.list_tunes(limit=1000)
+            for tune in self.store.list_tunes(limit=1000, owner=principal.owner_filter)
             if tune["model_type"] in ("lora", "faceid") and tune["status"] == SUCCESS
         ]
         tokens += [
             {"token": self.adapter_token(adapter), "kind": adapter["kind"], "label": adapter["name"]}
-            for adapter in self.list_adapters()
+            for adapter in self.list_adapters(principal=principal)
         ]
         return tokens
 

@@ -10,7 +10,14 @@ from typing import Any
 
 from storage import Store
 from studio.config import Settings
-from studio.errors import InvalidInput, refuse_bidi
+from studio.errors import AdminsOnly, InvalidInput, refuse_bidi
+from studio.principals import LOCAL_ADMIN, Principal
+
+
+def _admin(principal: Principal) -> None:
+    """Keys act for whoever holds them: only an admin may make, see or revoke them."""
+    if not principal.is_admin:
+        raise AdminsOnly("Only an admin manages API keys: log in with a name listed in STUDIO_ADMINS.")
 
 
 def key_hash(key: str) -> str:
@@ -28,9 +35,10 @@ class ApiKeys:
         self.settings = settings
         self.store = store
 
-    def create_api_key(self, owner: str) -> str:
+    def create_api_key(self, owner: str, *, principal: Principal = LOCAL_ADMIN) -> str:
         """Make a new API key for `owner` and return it; only its hash is kept, so this is the
-        one time it can be shown."""
+        one time it can be shown. Admins only (AdminsOnly)."""
+        _admin(principal)
         owner = owner.strip()
         if not owner or len(owner) > 64:
             raise InvalidInput("Give the key an owner name of 1 to 64 characters.", field="owner")
@@ -39,10 +47,12 @@ class ApiKeys:
         self.store.add_api_key(f"key:{owner}", key_hash(key))
         return key
 
-    def list_api_keys(self) -> list[dict[str, Any]]:
+    def list_api_keys(self, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
+        _admin(principal)
         return self.store.list_api_keys()
 
-    def revoke_api_key(self, key_id: int) -> None:
+    def revoke_api_key(self, key_id: int, *, principal: Principal = LOCAL_ADMIN) -> None:
+        _admin(principal)
         self.store.delete_api_key(key_id)
 
     def api_key_user(self, key: str) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from storage import Store
 from studio.errors import InvalidInput
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.services.lookups import prompt_row
 
 
@@ -14,27 +15,31 @@ class Likes:
     def __init__(self, store: Store):
         self.store = store
 
-    def like_prompt(self, prompt_id: int, user: str, image_idx: int | None = None) -> dict[str, Any]:
+    def like_prompt(
+        self, prompt_id: int, user: str, image_idx: int | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """Record `user`'s like of a prompt (or of one of its images). Liking twice changes
         nothing. A prompt made from a pack also counts for its pack prompt and pack. `user` is
         an opaque id: the API key's owner, the login name, or a browser id. Returns
         {prompt_id, image_idx, liked, likes_count}."""
-        user, index = self._like_target(prompt_id, user, image_idx)
+        user, index = self._like_target(prompt_id, user, image_idx, principal)
         self.store.add_like(prompt_id, user, index)
         return {"prompt_id": prompt_id, "image_idx": image_idx, "liked": True, "likes_count": self._likes(prompt_id)}
 
-    def unlike_prompt(self, prompt_id: int, user: str, image_idx: int | None = None) -> dict[str, Any]:
+    def unlike_prompt(
+        self, prompt_id: int, user: str, image_idx: int | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """Take back `user`'s like (a no-op when there is none); returns what like_prompt does."""
-        user, index = self._like_target(prompt_id, user, image_idx)
+        user, index = self._like_target(prompt_id, user, image_idx, principal)
         self.store.remove_like(prompt_id, user, index)
         return {"prompt_id": prompt_id, "image_idx": image_idx, "liked": False, "likes_count": self._likes(prompt_id)}
 
-    def _like_target(self, prompt_id: int, user: str, image_idx: int | None) -> tuple[str, int]:
+    def _like_target(self, prompt_id: int, user: str, image_idx: int | None, principal: Principal) -> tuple[str, int]:
         """Check a like's prompt, user and image; returns (user, stored image index)."""
         user = (user or "").strip()
         if not user or len(user) > 200:
             raise InvalidInput("A like needs a user id of 1 to 200 characters.", field="user")
-        prompt_row(self.store, prompt_id)
+        prompt_row(self.store, prompt_id, principal)
         if image_idx is None:
             return user, -1
         count = len(self.store.prompt_images(prompt_id))
@@ -64,6 +69,7 @@ class Likes:
         offset: int = 0,
         user: str | None = None,
         likeness: str = "all",
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
         """Prompts for the gallery views, `sort` 'newest', 'likes' (most liked first) or
         'likeness' (best image likeness first, unscored last), of one tune and/or made from one
@@ -87,16 +93,20 @@ class Likes:
             limit=limit,
             offset=offset,
             likeness=None if likeness == "all" else likeness,
+            owner=principal.owner_filter,
         )
-        return [
-            {**row, "warnings": row.get("warnings") or [], "images": self.prompt_images(row["id"], user)}
-            for row in rows
-        ]
+        return [{**row, "warnings": row.get("warnings") or [], "images": self._images(row["id"], user)} for row in rows]
 
-    def prompt_images(self, prompt_id: int, user: str | None = None) -> list[dict[str, Any]]:
+    def prompt_images(
+        self, prompt_id: int, user: str | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> list[dict[str, Any]]:
         """A prompt's images in order, each {idx, path, seed, width, height, likes, liked,
         likeness}: `likes` counts that image's likes, `liked` says whether `user` liked it,
         `likeness` is its studio/likeness.py record (None: not scored)."""
+        prompt_row(self.store, prompt_id, principal)
+        return self._images(prompt_id, user)
+
+    def _images(self, prompt_id: int, user: str | None) -> list[dict[str, Any]]:
         likes = self.store.image_likes(prompt_id)
         mine = set(self.store.liked_by(prompt_id, user)) if user else set()
         return [

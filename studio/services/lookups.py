@@ -9,19 +9,29 @@ from typing import Any
 
 from storage import Store
 from studio.errors import NotFound
+from studio.principals import LOCAL_ADMIN, Principal
 
 
-def user_tune(store: Store, tune_id: int) -> dict[str, Any]:
-    """A user's tune (LoRA or FaceID) row; NotFound for a base model or a missing id."""
+def user_tune(store: Store, tune_id: int, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+    """A user's tune (LoRA or FaceID) row `principal` may see; NotFound for a base model, a
+    missing id or someone else's tune (which must look just like a missing one)."""
     tune = store.get_tune(tune_id)
-    if tune is None or tune["model_type"] == "checkpoint":
+    if tune is None or tune["model_type"] == "checkpoint" or not principal.sees(tune["owner"]):
         raise NotFound(f"Tune {tune_id} does not exist.", field="tune_id")
     return tune
 
 
-def prompt_row(store: Store, prompt_id: int) -> dict[str, Any]:
+def any_tune(store: Store, tune_id: int, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+    """A tune row `principal` may see: a gallery base model (shared) or its own user tune."""
+    tune = store.get_tune(tune_id)
+    if tune is None or (tune["model_type"] != "checkpoint" and not principal.sees(tune["owner"])):
+        raise NotFound(f"Tune {tune_id} does not exist.", field="tune_id")
+    return tune
+
+
+def prompt_row(store: Store, prompt_id: int, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
     prompt = store.get_prompt(prompt_id)
-    if prompt is None:
+    if prompt is None or not principal.sees(prompt["owner"]):
         raise NotFound(f"Prompt {prompt_id} does not exist.", field="prompt_id")
     return prompt
 

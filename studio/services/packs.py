@@ -15,9 +15,10 @@ from typing import Any
 from storage import FileStore, Store
 from studio import likeness, packs
 from studio.config import Settings
-from studio.errors import Conflict, InvalidInput, NotFound, TooLarge
+from studio.errors import AdminsOnly, Conflict, InvalidInput, NotFound, TooLarge
 from studio.jobs import check_callback_url
 from studio.packs import PackPromptRequest, PackRequest
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest
 from studio.services.lookups import prompt_row
 from studio.services.models import ASSETS, BaseModels
@@ -48,18 +49,19 @@ class Packs:
         self.prompts = prompts
         self.queue = queue
 
-    def create_pack(self, request: PackRequest) -> dict[str, Any]:
-        """Create a pack without prompts yet. Raises InvalidInput for a bad field, NotFound for
-        a base model not in the gallery, Conflict when the slug is taken."""
+    def create_pack(self, request: PackRequest, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+        """Create `principal`'s pack without prompts yet. Raises InvalidInput for a bad field,
+        NotFound for a base model not in the gallery, Conflict when the slug is taken."""
         request = packs.check_pack(request)
         self._check_pack_base(request.base_tune_id)
         if self.store.find_pack_by_slug(request.slug):
             raise Conflict(f"A pack with the slug '{request.slug}' exists: choose another slug.", field="slug")
-        return self.get_pack(self.store.add_pack(packs.pack_columns(request)))
+        pack_id = self.store.add_pack({**packs.pack_columns(request), "owner": principal.owner})
+        return self.get_pack(pack_id, principal=principal)
 
-    def update_pack(self, pack_id: int | str, **changes: Any) -> dict[str, Any]:
+    def update_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN, **changes: Any) -> dict[str, Any]:
         """Change some of a pack's own fields (those of `PackRequest`); returns the pack."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal, change=True)
         pack_id = pack["id"]
         unknown = set(changes) - {f.name for f in dataclasses.fields(PackRequest)}
         if unknown:
@@ -70,24 +72,29 @@ class Packs:
         if other and other["id"] != pack_id:
             raise Conflict(f"Another pack has the slug '{request.slug}': choose another slug.", field="slug")
         self.store.update_pack(pack_id, **packs.pack_columns(request))
-        return self.get_pack(pack_id)
+        return self.get_pack(pack_id, principal=principal)
 
-    def delete_pack(self, pack_id: int | str) -> None:
+    def delete_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN) -> None:
         """Delete a pack and its prompts. Prompts already made from it keep their images and
         likes; they no longer count for any pack."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal, change=True)
         pack_id = pack["id"]
         paths = [p["image_path"] for p in self.store.list_pack_prompts(pack_id)] + [pack["cover_path"]]
         self.store.delete_pack(pack_id)
         self._forget_pack_images(paths)
 
     def add_pack_prompt(
-        self, pack_id: int | str, request: PackPromptRequest, image: bytes | None = None
+        self,
+        pack_id: int | str,
+        request: PackPromptRequest,
+        image: bytes | None = None,
+        *,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Add a template at the end of its class, with an optional example image (PNG, JPEG or
         WEBP bytes). The pack's cover becomes the image of the last prompt added that has one,
         and the class joins the pack's classes. Returns the pack prompt."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal, change=True)
         pack_id = pack["id"]
         columns = packs.check_pack_prompt(request)
         image_path = self._store_pack_image(image) if image is not None else None
@@ -98,12 +105,14 @@ class Packs:
             self.store.update_pack(pack_id, cover_path=self.store.pack_cover(pack_id))
         return self.get_pack_prompt(pack_prompt_id)
 
-    def add_prompt_to_pack(self, pack_id: int | str, prompt_id: int, image_idx: int = 0) -> dict[str, Any]:
+    def add_prompt_to_pack(
+        self, pack_id: int | str, prompt_id: int, image_idx: int = 0, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """Astria's way of authoring a pack: turn an existing prompt into a template of its
         tune's class. The tune's "token class" words become `{{token}} {{name}}`, its generation
         parameters (not its seed) are kept, and its image `image_idx` becomes the example image,
         so the pack's cover becomes that image. Returns the pack prompt."""
-        prompt = prompt_row(self.store, prompt_id)
+        prompt = prompt_row(self.store, prompt_id, principal)
         tune = self.store.get_tune(prompt["tune_id"])
         images = self.store.prompt_images(prompt_id)
         if not 0 <= image_idx < len(images):
@@ -119,15 +128,21 @@ class Packs:
             num_images=(prompt["params"] or {}).get("num_images", len(images)),
             **{k: v for k, v in params.items() if v is not None},
         )
-        return self.add_pack_prompt(pack_id, request, image=self.files.read(images[image_idx]["path"]))
+        image = self.files.read(images[image_idx]["path"])
+        return self.add_pack_prompt(pack_id, request, image=image, principal=principal)
 
     def edit_pack_prompt(
-        self, pack_prompt_id: int, request: PackPromptRequest, image: bytes | None = None
+        self,
+        pack_prompt_id: int,
+        request: PackPromptRequest,
+        image: bytes | None = None,
+        *,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Replace a template's class, text and parameters (and its example image when `image`
         is given). A prompt moved to another class goes to the end of it."""
-        current = self._pack_prompt_row(pack_prompt_id)
-        pack = self._pack_row(current["pack_id"])
+        current = self._pack_prompt_row(pack_prompt_id, principal, change=True)
+        pack = self._pack_row(current["pack_id"], principal, change=True)
         columns = packs.check_pack_prompt(request)
         if image is not None:
             columns["image_path"] = self._store_pack_image(image)
@@ -141,14 +156,14 @@ class Packs:
             self.store.update_pack(pack["id"], cover_path=self.store.pack_cover(pack["id"]))
         if image is not None:
             self._forget_pack_images([current["image_path"]])
-        return self.get_pack_prompt(pack_prompt_id)
+        return self.get_pack_prompt(pack_prompt_id, principal=principal)
 
     def reorder_pack_prompts(
-        self, pack_id: int | str, class_name: str, pack_prompt_ids: list[int]
+        self, pack_id: int | str, class_name: str, pack_prompt_ids: list[int], *, principal: Principal = LOCAL_ADMIN
     ) -> list[dict[str, Any]]:
         """Put one class's prompts in the order given; `pack_prompt_ids` must name each of them
         once. Returns the class's prompts in their new order."""
-        pack_id = self._pack_row(pack_id)["id"]
+        pack_id = self._pack_row(pack_id, principal, change=True)["id"]
         current = {p["id"] for p in self.store.list_pack_prompts(pack_id, class_name)}
         if len(pack_prompt_ids) != len(current) or set(pack_prompt_ids) != current:
             raise InvalidInput(
@@ -158,34 +173,41 @@ class Packs:
         self.store.reorder_pack_prompts(pack_id, class_name, pack_prompt_ids)
         return [packs.scored(p) for p in self.store.list_pack_prompts(pack_id, class_name)]
 
-    def remove_pack_prompt(self, pack_prompt_id: int) -> None:
+    def remove_pack_prompt(self, pack_prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> None:
         """Remove a template; its likes leave the pack's counts and the cover is chosen again."""
-        pack_prompt = self._pack_prompt_row(pack_prompt_id)
+        pack_prompt = self._pack_prompt_row(pack_prompt_id, principal, change=True)
         with self.store.transaction():
             self.store.delete_pack_prompt(pack_prompt_id)
             self.store.update_pack(pack_prompt["pack_id"], cover_path=self.store.pack_cover(pack_prompt["pack_id"]))
         self._forget_pack_images([pack_prompt["image_path"]])
 
-    def get_pack(self, pack_id: int | str) -> dict[str, Any]:
+    def get_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """A pack by id or slug, scored, with `prompts_per_class`: each class's templates in
         order, each scored by its own likes and images shown (and its likeness figures)."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal)
         per_class: dict[str, list[dict[str, Any]]] = {name: [] for name in pack["classes"]}
         for prompt in self.store.list_pack_prompts(pack["id"]):
             per_class.setdefault(prompt["class_name"], []).append(likeness.with_stats(packs.scored(prompt)))
         return {**likeness.with_stats(packs.scored(packs.pack_view(pack))), "prompts_per_class": per_class}
 
-    def get_pack_prompt(self, pack_prompt_id: int) -> dict[str, Any]:
-        return likeness.with_stats(packs.scored(self._pack_prompt_row(pack_prompt_id)))
+    def get_pack_prompt(self, pack_prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+        return likeness.with_stats(packs.scored(self._pack_prompt_row(pack_prompt_id, principal)))
 
     def list_packs(
-        self, *, public: bool | None = None, listed: bool | None = None, blend: bool = False
+        self,
+        *,
+        public: bool | None = None,
+        listed: bool | None = None,
+        blend: bool = False,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
         """Packs ranked by their like rate's Wilson lower bound (see studio/packs.py), each with
         `score`, `like_rate` and `rating` ('new', 'few ratings' or None), and its likeness
         figures (`likeness_mean`, `likeness_rate`, `likeness_score`, `blended_score`; see
-        studio/likeness.py); `blend` ranks by `blended_score` instead."""
-        rows = [packs.pack_view(p) for p in self.store.list_packs(public=public, listed=listed)]
+        studio/likeness.py); `blend` ranks by `blended_score` instead. The shared packs and
+        `principal`'s (an admin's: all)."""
+        owner = principal.owner_filter
+        rows = [packs.pack_view(p) for p in self.store.list_packs(public=public, listed=listed, owner=owner)]
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
     def pack_prompt_rankings(
@@ -198,16 +220,18 @@ class Packs:
         rows = self.store.list_pack_prompts(pack_id, class_name)
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
-    def lint_pack(self, pack_id: int | str, characteristics: dict[str, Any] | None = None) -> list[packs.LintIssue]:
+    def lint_pack(
+        self, pack_id: int | str, characteristics: dict[str, Any] | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> list[packs.LintIssue]:
         """What would go wrong running the pack (see `packs.lint`), errors first."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal)
         issues = packs.lint(pack, self.store.list_pack_prompts(pack["id"]), characteristics)
         return sorted(issues, key=lambda issue: issue.level != "error")
 
-    def export_pack(self, pack_id: int | str) -> str:
+    def export_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN) -> str:
         """The pack as one JSON document (format in `packs.pack_document`), its cover and
         example images embedded as base64 data URLs."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal)
         prompts = self.store.list_pack_prompts(pack["id"])
         images = {}
         for path in {pack["cover_path"], *(p["image_path"] for p in prompts)} - {None}:
@@ -217,10 +241,16 @@ class Packs:
                 log.warning("pack %s: image %s is missing from the file store; exported without it", pack["id"], path)
         return json.dumps(packs.pack_document(pack, prompts, images), indent=2, ensure_ascii=False)
 
-    def import_pack(self, source: str | bytes | Path | dict, *, slug: str | None = None) -> dict[str, Any]:
-        """Create a pack from a pack file: a Path (its images may be sibling files named in
-        it), JSON text or bytes, or the parsed object. `slug` imports it under another slug.
-        Raises InvalidInput for a bad file, Conflict when the slug is taken."""
+    def import_pack(
+        self, source: str | bytes | Path | dict, *, slug: str | None = None, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
+        """Create `principal`'s pack from a pack file: a Path (its images may be sibling files
+        named in it), JSON text or bytes, or the parsed object. `slug` imports it under another
+        slug. Raises InvalidInput for a bad file, Conflict when the slug is taken."""
+        return self._import(source, slug, principal.owner)
+
+    def _import(self, source: str | bytes | Path | dict, slug: str | None, owner: str | None) -> dict[str, Any]:
+        """`import_pack` for `owner` (None: a shared pack)."""
         folder = source.parent if isinstance(source, Path) else None
         document = packs.read_document(source, packs.max_file_bytes(self.settings.max_upload_mb))
         request, prompts, prompt_images, cover = packs.parse_document(document)
@@ -234,7 +264,7 @@ class Packs:
             packs.image_suffix(data, "image")
         stored = {ref: self._store_pack_image(data) for ref, data in blobs.items()}
         with self.store.transaction():
-            pack_id = self.store.add_pack(packs.pack_columns(request))
+            pack_id = self.store.add_pack({**packs.pack_columns(request), "owner": owner})
             for prompt, ref in zip(prompts, prompt_images):
                 columns = packs.check_pack_prompt(prompt)
                 self.store.add_pack_prompt({"pack_id": pack_id, **columns, "image_path": stored.get(ref)})
@@ -257,8 +287,9 @@ class Packs:
         prompts_callback: str | None = None,
         branch: str | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
-        """Astria's `POST /p/:id/tunes`: a tune of class `name` from `photos` ((filename, bytes)
+        """Astria's `POST /p/:id/tunes`: `principal`'s tune of class `name` from `photos` ((filename, bytes)
         uploads), stored `photo_ids` and/or `image_urls` (fetched last), with the pack's model_type, base model, preset, token
         and training args, queued to train (`create_tune`, so a title in use returns that tune);
         its prompts
@@ -267,7 +298,7 @@ class Packs:
         remembering its pack prompt; `prompts_callback` is called once they are all done.
         Raises InvalidInput when the pack has no prompts for the class or its prompts have lint
         errors, before anything is stored. Returns the tune."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal)
         name = packs.check_class_name(name)
         check_callback_url(prompt_callback, "prompt_callback", allow_private=self.settings.allow_private_urls)
         runs = self._pack_runs(pack, name, pack["token"], characteristics, prompt_ids)
@@ -293,7 +324,7 @@ class Packs:
             prompts_callback=prompts_callback,
         )
         tune = self.tunes.create_tune(
-            request, photos=photos, photo_ids=photo_ids, image_urls=image_urls, base_url=base_url
+            request, photos=photos, photo_ids=photo_ids, image_urls=image_urls, base_url=base_url, principal=principal
         )
         if self.store.get_tune(tune["id"])["pack_id"] is None:  # not when the title named an older tune
             self.store.update_tune(tune["id"], pack_id=pack["id"])
@@ -308,14 +339,15 @@ class Packs:
         prompt_callback: str | None = None,
         prompts_callback: str | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """Astria's `POST /p/:id/tunes` with `tune_ids`: for each existing tune, one prompt per
+        """Astria's `POST /p/:id/tunes` with `tune_ids`: for each existing tune `principal` may see, one prompt per
         pack prompt of the tune's class (or of `prompt_ids`), filled from the tune's token and
         characteristics and remembering its pack prompt. Every tune is checked before any prompt
         is made. Prompts on a tune still training wait for it. Each prompt posts to
         `prompt_callback` when done, and `prompts_callback` gets them all (a list of prompt
         JSON, as with `tune_from_pack`) once every one is done. Returns the prompts."""
-        pack = self._pack_row(pack_id)
+        pack = self._pack_row(pack_id, principal)
         if not tune_ids:
             raise InvalidInput("Give the ids of the tunes to run the pack on.", field="tune_ids")
         for url, field_name in [(prompt_callback, "prompt_callback"), (prompts_callback, "prompts_callback")]:
@@ -323,7 +355,7 @@ class Packs:
         plans = []
         for tune_id in dict.fromkeys(tune_ids):
             tune = self.store.get_tune(tune_id)
-            if tune is None or tune["model_type"] == "checkpoint":
+            if tune is None or tune["model_type"] == "checkpoint" or not principal.sees(tune["owner"]):
                 raise NotFound(f"Tune {tune_id} does not exist: list tunes to see their ids.", field="tune_ids")
             token = tune["token"] or pack["token"]
             plans.append((tune, self._pack_runs(pack, tune["name"], token, tune["characteristics"], prompt_ids)))
@@ -333,6 +365,7 @@ class Packs:
                 dataclasses.replace(request, callback=prompt_callback),
                 orig_prompt_id=pp_id,
                 base_url=base_url,
+                principal=principal,
             )
             for tune, runs in plans
             for pp_id, request in runs
@@ -388,19 +421,33 @@ class Packs:
         for path in sorted((ASSETS / "packs").glob("*.json")):
             slug = json.loads(path.read_text()).get("slug")
             if not self.store.find_pack_by_slug(slug):
-                self.import_pack(path)
+                self._import(path, None, None)  # shared: everyone reads it, admins change it
                 log.info("added the starter pack %s", slug)
 
-    def _pack_row(self, pack_id: int | str) -> dict[str, Any]:
+    def _pack_row(self, pack_id: int | str, principal: Principal = LOCAL_ADMIN, *, change: bool = False) -> dict:
+        """The pack `principal` may read (a shared one, or its own), or may change (`change`:
+        its own; a shared one only as an admin)."""
         pack = self.store.find_pack_by_slug(pack_id) if isinstance(pack_id, str) else self.store.get_pack(pack_id)
-        if pack is None:
+        if pack is None or (pack["owner"] is not None and not principal.sees(pack["owner"])):
             raise NotFound(f"Pack {pack_id!r} does not exist: list packs to see their ids and slugs.", field="pack_id")
+        if change and pack["owner"] is None and not principal.is_admin:
+            raise AdminsOnly(
+                f"Pack '{pack['slug']}' is shared by everyone: only an admin (STUDIO_ADMINS) changes it. "
+                "Export it and import a copy of your own to change that.",
+                field="pack_id",
+            )
         return pack
 
-    def _pack_prompt_row(self, pack_prompt_id: int) -> dict[str, Any]:
+    def _pack_prompt_row(
+        self, pack_prompt_id: int, principal: Principal = LOCAL_ADMIN, *, change: bool = False
+    ) -> dict[str, Any]:
         prompt = self.store.get_pack_prompt(pack_prompt_id)
         if prompt is None:
             raise NotFound(f"Pack prompt {pack_prompt_id} does not exist.", field="pack_prompt_id")
+        try:
+            self._pack_row(prompt["pack_id"], principal, change=change)
+        except NotFound:
+            raise NotFound(f"Pack prompt {pack_prompt_id} does not exist.", field="pack_prompt_id") from None
         return prompt
 
     def _check_pack_base(self, base_tune_id: int | None) -> None:

@@ -19,6 +19,7 @@ from studio.config import Settings
 from studio.errors import InvalidInput, NotFound, StudioError, TooLarge
 from studio.images import decode_image, thumbnail
 from studio.inspection import decode_photo
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.runtime import Runtime
 
 PHOTO_SET_CACHE = 32  # photo sets whose inspection is kept in memory (inspect_photo_set)
@@ -36,7 +37,11 @@ class Photos:
         self._set_lock = threading.Lock()
 
     def add_photos(
-        self, files: Sequence[tuple[str, bytes]], *, added: list[int] | None = None
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        added: list[int] | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> tuple[list[dict[str, Any]], list]:
         """Check and store uploads ((filename, bytes) pairs): each good one is stored
         normalised (upright, re-encoded from its pixels: no metadata, no trailing bytes) in the
@@ -80,6 +85,8 @@ class Photos:
             if added is not None:
                 added.append(photo_id)
             rows.append(self.store.get_photo(photo_id))
+        for row in rows:
+            self.store.add_photo_owner(row["id"], principal.owner)
         return rows, rejections
 
     def discard_photos(self, photo_ids: Sequence[int]) -> None:
@@ -88,13 +95,19 @@ class Photos:
             for path in self.store.discard_photos(list(photo_ids)):
                 self.files.delete(path)
 
-    def inspect_photo_set(self, photo_ids: Sequence[int], name: str | None) -> dict[str, Any]:
+    def may_see(self, photo_id: int, principal: Principal) -> bool:
+        """True when `principal` uploaded the photo, owns a tune made from it, or is an admin."""
+        return principal.is_admin or self.store.photo_owned_by(photo_id, principal.owner)
+
+    def inspect_photo_set(
+        self, photo_ids: Sequence[int], name: str | None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """Inspect stored photos as one set of a subject of class `name`: `photos` (id,
         filename, `inspection` JSON, and `level` 'ok' or 'warning' with the `reasons`, the set's
         verdicts on that photo included), `report` (`inspection_report.report_card`), and the
         `characteristics` most photos agree on with their `confidence` (0..1). Photos no longer
-        stored are left out."""
-        rows = self.get_photos(photo_ids)
+        stored, or someone else's, are left out."""
+        rows = self.get_photos(photo_ids, principal=principal)
         key = (tuple(row["id"] for row in rows), name)
         with self._set_lock:
             if key in self._set_cache:
@@ -138,17 +151,18 @@ class Photos:
             "confidence": card["characteristics_confidence"],
         }
 
-    def get_photos(self, photo_ids: Sequence[int]) -> list[dict[str, Any]]:
+    def get_photos(self, photo_ids: Sequence[int], *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
         """The stored photos with these ids, in that order, each with its inspection JSON. Ids
-        that no longer exist (their tune was deleted with them) are left out."""
+        that no longer exist (their tune was deleted with them), or that are someone else's,
+        are left out."""
         rows = (self.store.get_photo(int(photo_id)) for photo_id in dict.fromkeys(photo_ids))
-        return [row for row in rows if row is not None]
+        return [row for row in rows if row is not None and self.may_see(row["id"], principal)]
 
-    def photo_thumbnail(self, photo_id: int, side: int = 192):
+    def photo_thumbnail(self, photo_id: int, side: int = 192, *, principal: Principal = LOCAL_ADMIN):
         """A stored photo as an RGB PIL image at most `side` px a side. Photos are private: the
         UI shows these renderings, never a URL of the photo file."""
         row = self.store.get_photo(photo_id)
-        if row is None:
+        if row is None or not self.may_see(photo_id, principal):
             raise NotFound(f"Photo {photo_id} does not exist; upload it again.", field="photo_id")
         return thumbnail(self.photo_image(row), side)
 

@@ -15,14 +15,15 @@ import numpy as np
 from storage import FileStore, Store
 from storage.database import now
 from studio.config import Settings
-from studio.domain import CANCELED, FAILED, QUEUING, RUNNING, SUCCESS, TRAINING
+from studio.domain import ADAPTER_KINDS, CANCELED, FAILED, QUEUING, RUNNING, SUCCESS, TRAINING
 from studio.errors import Canceled, Conflict, InvalidInput, NotFound, StudioError, Unavailable
 from studio.images import png_bytes
 from studio.jobs import JobContext, check_callback_url
-from studio.prompts import PromptRequest
+from studio.principals import LOCAL_ADMIN, Principal
+from studio.prompts import PromptError, PromptRequest, parse_prompt
 from studio.runtime import Runtime
 from studio.services.likeness import Likeness
-from studio.services.lookups import prompt_row, still_there
+from studio.services.lookups import any_tune, prompt_row, still_there
 from studio.services.photos import Photos
 from studio.services.queue import JobQueue
 from studio.services.resolution import PromptResolver
@@ -61,8 +62,10 @@ class Prompts:
         *,
         orig_prompt_id: int | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
-        """Validate `request` (Astria's fields) for tune `tune_id`, store it as a QUEUING prompt
+        """Validate `request` (Astria's fields) for tune `tune_id` (a base model, or a tune
+        `principal` may see; the tokens' tunes too), store it as a QUEUING prompt
         and queue it; the job worker runs it with `run_prompt`. Bad text, tokens, fields, images
         or base models raise a StudioError before anything is stored, and so does a full queue
         (Busy). On a tune still QUEUING or TRAINING the prompt waits, to be queued once the tune
@@ -75,6 +78,7 @@ class Prompts:
             request = PromptRequest.from_dict(request)
         request.validate()
         check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
+        owner = self._prompt_owner(tune_id, request, principal)
         tune = self.resolver.prompt_tune(tune_id)
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
@@ -97,10 +101,27 @@ class Prompts:
                     "callback": request.callback,
                     "orig_prompt_id": orig_prompt_id,
                     "base_url": base_url,
+                    "owner": owner,
                 }
             )
             self.queue.queue_prompt(prompt_id)
         return self.views.get_prompt(prompt_id)
+
+    def _prompt_owner(self, tune_id: int, request: PromptRequest, principal: Principal) -> str:
+        """Who a new prompt belongs to: the owner of its user tune (so the tune's owner sees
+        every prompt on it, an admin's included), else (a base model) `principal`. A token
+        naming someone else's tune reads as one that does not exist."""
+        tune = any_tune(self.store, tune_id, principal)
+        for ref in parse_prompt(request.text).references:
+            if ref.tune_id is not None:
+                named = self.store.get_tune(ref.tune_id)
+                if named is not None and named["model_type"] != "checkpoint" and not principal.sees(named["owner"]):
+                    raise PromptError(f"{ref.token}: there is no tune {ref.ref}.")
+            elif ref.kind in ADAPTER_KINDS:
+                adapter = self.store.get_adapter(ref.kind, ref.ref)
+                if adapter is not None and not principal.sees(adapter["owner"]):
+                    raise PromptError(f"{ref.token}: there is no {ref.kind} named '{ref.ref}'.")
+        return principal.owner if tune["model_type"] == "checkpoint" else tune["owner"]
 
     def run_prompt(
         self,
@@ -189,11 +210,20 @@ class Prompts:
             log.exception("the images of a failed run could not be removed: %s", paths)
 
     def list_prompts(
-        self, tune_id: int | None = None, *, limit: int = 100, offset: int = 0, before_id: int | None = None
+        self,
+        tune_id: int | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """Prompts newest first (of one tune when given), each as `get_prompt` returns it."""
-        rows = self.store.list_prompts(tune_id=tune_id, limit=limit, offset=offset, before_id=before_id)
-        return still_there(self.views.get_prompt, rows)
+        """`principal`'s prompts newest first (of one tune when given), each as `get_prompt`
+        returns it."""
+        rows = self.store.list_prompts(
+            tune_id=tune_id, limit=limit, offset=offset, before_id=before_id, owner=principal.owner_filter
+        )
+        return still_there(lambda prompt_id: self.views.get_prompt(prompt_id, principal=principal), rows)
 
     def _progress_writer(self, prompt_id: int, on_step: Callable[[int, int], None] | None):
         """An `on_step` that records progress on the prompt (at most twice a second, and the
@@ -210,10 +240,10 @@ class Prompts:
 
         return write
 
-    def cancel_prompt(self, prompt_id: int) -> dict[str, Any]:
+    def cancel_prompt(self, prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """Cancel a prompt's generation: a queued (or waiting) prompt is CANCELED at once, a
         running one stops at its next step. Conflict when it already finished."""
-        prompt = prompt_row(self.store, prompt_id)
+        prompt = prompt_row(self.store, prompt_id, principal)
         job = self.store.latest_job("generate", prompt_id)
         if job is not None and job["status"] in RUNNING:
             job = self.store.cancel_job(job["id"])
@@ -230,12 +260,12 @@ class Prompts:
         """The 'generate' job's handler."""
         self.run_prompt(job["subject_id"], on_step=context.on_step, should_stop=context.should_stop)
 
-    def prompt_progress(self, prompt_id: int) -> dict[str, Any]:
+    def prompt_progress(self, prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """`get_prompt` plus where its generation is: `queued` (its job waits in the queue; a
         QUEUING prompt that is not queued waits for its tune's training), `ahead` (unfinished
         jobs queued before it, 0 once it runs), `step` and `total` (denoising steps done and
         planned, 0 before it starts) and `eta` (ISO time, None when unknown)."""
-        prompt = self.views.get_prompt(prompt_id)
+        prompt = self.views.get_prompt(prompt_id, principal=principal)
         job = self.store.latest_job("generate", prompt_id)
         waiting = job is not None and job["status"] == QUEUING
         return {
@@ -247,13 +277,15 @@ class Prompts:
             "ahead": self.store.jobs_ahead(job["id"]) if waiting else 0,
         }
 
-    def rerun_prompt(self, prompt_id: int, image_idx: int | None = None) -> dict[str, Any]:
+    def rerun_prompt(
+        self, prompt_id: int, image_idx: int | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """Queue a new prompt like `prompt_id`: same tune, text, negative prompt, parameters and
         input image. With `image_idx` it makes one image with that image's seed (the same image
         again, or the effect of what changed since, e.g. another active checkpoint); without, all
         of them with the same seeds. A prompt made from a pack stays linked to its pack prompt.
         Returns the new prompt (`get_prompt`); InvalidInput for an image index out of range."""
-        prompt = self.views.get_prompt(prompt_id)
+        prompt = self.views.get_prompt(prompt_id, principal=principal)
         params = dict(prompt["params"] or {})
         if image_idx is not None:
             if not 0 <= image_idx < len(prompt["seeds"]):
@@ -266,10 +298,18 @@ class Prompts:
         if params.get("input_image_path"):
             values["input_image"] = self.files.read(params["input_image_path"])
         request = PromptRequest(text=prompt["text"], negative_prompt=prompt["negative_prompt"] or "", **values)
-        return self.create_prompt(prompt["tune_id"], request, orig_prompt_id=prompt["orig_prompt_id"])
+        return self.create_prompt(
+            prompt["tune_id"], request, orig_prompt_id=prompt["orig_prompt_id"], principal=principal
+        )
 
     def delete_prompt(
-        self, prompt_id: int, tune_id: int | None = None, *, cancel: bool = False, wait: float = 30.0
+        self,
+        prompt_id: int,
+        tune_id: int | None = None,
+        *,
+        cancel: bool = False,
+        wait: float = 30.0,
+        principal: Principal = LOCAL_ADMIN,
     ) -> None:
         """Delete a prompt with its images (from disk too, unless another row shows the same
         file), likes and jobs; its pack's counts drop accordingly. NotFound unless the prompt
@@ -278,6 +318,8 @@ class Prompts:
         gives a running one up to `wait` seconds to stop. The UI and the REST API both delete
         with `cancel` (Astria's clients have no cancel call)."""
         prompt = self.store.get_prompt(prompt_id)
+        if prompt is not None and not principal.sees(prompt["owner"]):
+            prompt = None
         if prompt is None or (tune_id is not None and prompt["tune_id"] != tune_id):
             where = f"Tune {tune_id} has no prompt {prompt_id}." if tune_id is not None else ""
             raise NotFound(where or f"Prompt {prompt_id} does not exist.", field="prompt_id")

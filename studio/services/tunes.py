@@ -22,6 +22,7 @@ from studio.domain import CANCELED, QUEUING, RUNNABLE_FAMILIES, RUNNING, SUCCESS
 from studio.errors import Conflict, InvalidInput, ModelNotAvailable, NotFound, TooLarge
 from studio.jobs import check_callback_url
 from studio.likeness import reference_embedding
+from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest, make_token, parse_prompt
 from studio.runtime import Runtime
 from studio.services.lookups import still_there, timestamp, user_tune
@@ -77,8 +78,9 @@ class Tunes:
         *,
         image_urls: Sequence[str] | str | None = None,
         base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
-        """Create a LoRA or FaceID tune from photos: uploads as (filename, bytes), ids of photos
+        """Create `principal`'s LoRA or FaceID tune from photos: uploads as (filename, bytes), ids of photos
         already stored, and/or `image_urls` to fetch. Returns the tune as `tune_json` shows it
         plus `rejections` (the uploads refused, each with a reason). A title in use returns that
         tune unchanged (Astria's idempotency). A LoRA tune is queued for training; a FaceID tune
@@ -106,7 +108,7 @@ class Tunes:
             PromptRequest.from_dict(_prompt_fields(spec)).validate()
         existing = self.store.find_tune_by_title(request.title.strip())
         if existing is not None:
-            return {**self.views.tune_json(existing["id"]), "rejections": []}
+            return self._same_title(existing["id"], principal)
         # 2. The base model and the photos.
         base = self._tune_base_model(request)
         if urls:
@@ -114,21 +116,32 @@ class Tunes:
         # A request that fails stores nothing: the photos it added go with it.
         added: list[int] = []
         try:
-            tune_id, created, rejections = self._store_tune(request, base, photos, photo_ids, base_url, added)
+            tune_id, created, rejections = self._store_tune(
+                request, base, photos, photo_ids, base_url, added, principal
+            )
         except BaseException:
             self.photos.discard_photos(added)
             raise
         if not created:  # the same title was created meanwhile
             self.photos.discard_photos(added)
-            return {**self.views.tune_json(tune_id), "rejections": []}
+            return self._same_title(tune_id, principal)
         # 4. Its prompts: they run when the tune is ready (at once for FaceID).
-        prompt_ids = [self._create_tune_prompt(tune_id, spec) for spec in request.prompts]
+        prompt_ids = [self._create_tune_prompt(tune_id, spec, principal) for spec in request.prompts]
         tune = self.store.get_tune(tune_id)
         self.store.update_tune(tune_id, args={**tune["args"], "prompt_ids": prompt_ids})
         self.queue.send_prompts_callback(tune_id)
         if request.model_type == "faceid":
             self.queue.tune_finished(tune_id)
-        return {**self.views.tune_json(tune_id), "rejections": [r.to_json() for r in rejections]}
+        return {**self.views.tune_json(tune_id, principal=principal), "rejections": [r.to_json() for r in rejections]}
+
+    def _same_title(self, tune_id: int, principal: Principal) -> dict[str, Any]:
+        """Astria's idempotency: a title in use answers with its tune, when it is the caller's.
+        Titles are unique in the whole studio, so someone else's is a conflict that names
+        nothing of that tune."""
+        tune = self.store.get_tune(tune_id)
+        if tune is None or tune["model_type"] == "checkpoint" or not principal.sees(tune["owner"]):
+            raise Conflict("That title is taken: give the tune another title.", field="title")
+        return {**self.views.tune_json(tune_id, principal=principal), "rejections": []}
 
     def _store_tune(
         self,
@@ -138,10 +151,11 @@ class Tunes:
         photo_ids: list[int] | None,
         base_url: str | None,
         added: list[int],
+        principal: Principal,
     ) -> tuple[int, bool, list]:
-        """Store the photos (their new ids appended to `added`) and the tune with them.
-        Returns (tune id, whether it was created, the uploads refused)."""
-        rows, rejections = self._tune_photos(photos, photo_ids, request.name, added)
+        """Store the photos (their new ids appended to `added`) and `principal`'s tune with
+        them. Returns (tune id, whether it was created, the uploads refused)."""
+        rows, rejections = self._tune_photos(photos, photo_ids, request.name, added, principal)
         # 3. The tune: FaceID is ready now; a LoRA tune is queued for training.
         record = {
             "title": request.title.strip(),
@@ -156,6 +170,7 @@ class Tunes:
             "prompts_callback": request.prompts_callback,
             "base_url": base_url,
             "expires_at": self._expiry(),
+            "owner": principal.owner,
         }
         if request.model_type == "faceid":
             tune_id, created = self._create_faceid_tune(record, rows, request)
@@ -193,14 +208,19 @@ class Tunes:
         return base
 
     def _tune_photos(
-        self, photos: list[tuple[str, bytes]] | None, photo_ids: list[int] | None, name: str, added: list[int]
+        self,
+        photos: list[tuple[str, bytes]] | None,
+        photo_ids: list[int] | None,
+        name: str,
+        added: list[int],
+        principal: Principal,
     ) -> tuple[list[dict], list]:
         rows, rejections = [], []
         if photos:
-            rows, rejections = self.photos.add_photos(photos, added=added)
+            rows, rejections = self.photos.add_photos(photos, added=added, principal=principal)
         for photo_id in photo_ids or []:
             row = self.store.get_photo(photo_id)
-            if row is None:
+            if row is None or not self.photos.may_see(photo_id, principal):
                 raise NotFound(f"Photo {photo_id} does not exist; upload it again.", field="photo_ids")
             rows.append(row)
         rows = list({row["id"]: row for row in rows}.values())
@@ -270,30 +290,40 @@ class Tunes:
                 self.store.link_photos(tune_id, [row["id"] for row in rows])
         return tune_id, created
 
-    def _create_tune_prompt(self, tune_id: int, spec: PromptSpec) -> int:
-        return self.prompts.create_prompt(tune_id, _prompt_fields(spec), orig_prompt_id=spec.orig_prompt_id)["id"]
+    def _create_tune_prompt(self, tune_id: int, spec: PromptSpec, principal: Principal) -> int:
+        return self.prompts.create_prompt(
+            tune_id, _prompt_fields(spec), orig_prompt_id=spec.orig_prompt_id, principal=principal
+        )["id"]
 
-    def get_tune(self, tune_id: int, base_url: str | None = None) -> dict[str, Any]:
-        return self.views.tune_json(tune_id, base_url)
+    def get_tune(
+        self, tune_id: int, base_url: str | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
+        return self.views.tune_json(tune_id, base_url, principal=principal)
 
     def list_tunes(
-        self, *, limit: int = 100, offset: int = 0, before_id: int | None = None, base_url: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+        base_url: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """User tunes, newest first (those with an id under `before_id` when given), as
-        `tune_json` shows them."""
-        rows = self.store.list_tunes(limit=limit, offset=offset, before_id=before_id)
-        return still_there(lambda tune_id: self.views.tune_json(tune_id, base_url), rows)
+        """`principal`'s user tunes (an admin's: all), newest first (those with an id under
+        `before_id` when given), as `tune_json` shows them."""
+        rows = self.store.list_tunes(limit=limit, offset=offset, before_id=before_id, owner=principal.owner_filter)
+        return still_there(lambda tune_id: self.views.tune_json(tune_id, base_url, principal=principal), rows)
 
-    def tune_checkpoints(self, tune_id: int) -> list[dict[str, Any]]:
+    def tune_checkpoints(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
         """The tune's checkpoints (rows with weights_path, sample_path, loss), by step; the UI
         shows their samples as a strip to pick the best step."""
-        user_tune(self.store, tune_id)
+        user_tune(self.store, tune_id, principal)
         return self.store.tune_checkpoints(tune_id)
 
-    def cancel_tune(self, tune_id: int) -> dict[str, Any]:
+    def cancel_tune(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """Cancel a tune's training: a queued tune is CANCELED at once, a running one stops at its
         next step. Conflict when there is nothing to cancel (FaceID, already finished)."""
-        tune = user_tune(self.store, tune_id)
+        tune = user_tune(self.store, tune_id, principal)
         job = self.store.latest_job("train", tune_id)
         if job is None or job["status"] not in RUNNING:
             raise Conflict(f"Tune {tune_id} is {tune['status']}: there is no training to cancel.", field="tune_id")
@@ -302,20 +332,22 @@ class Tunes:
             self.queue.job_finished(job)
         return self.views.tune_json(tune_id)
 
-    def delete_tune(self, tune_id: int, *, cancel: bool = False, wait: float = 30.0) -> None:
+    def delete_tune(
+        self, tune_id: int, *, cancel: bool = False, wait: float = 30.0, principal: Principal = LOCAL_ADMIN
+    ) -> None:
         """Delete a tune with its photos (unless another tune uses them), crops, weights,
         embeddings, checkpoints, prompts, images and likes, on disk too. While its training or
         one of its prompts runs: refused (Conflict: cancel it first) unless `cancel`, which
         cancels the tune's training and unfinished prompts first. A run that was asked to stop
         is given up to `wait` seconds to do so. The UI and the REST API both delete with
         `cancel` (Astria's clients have no cancel call); base models are not deletable
-        (NotFound).
+        (NotFound), nor someone else's.
 
         Other tunes' prompts that name this one in a token (`<faceid:ID:1>` posted to a base
         model) cannot run without it: a running one is stopped like the tune's own, and those
         not started end FAILED with "tune ID was deleted". Finished ones keep their images; ids
         are never reused, so running one again names no tune and is refused."""
-        user_tune(self.store, tune_id)
+        user_tune(self.store, tune_id, principal)
         naming = self._prompts_naming(tune_id)
         if cancel:
             for job in self._jobs_to_stop(tune_id, naming):
@@ -379,9 +411,9 @@ class Tunes:
             log.info("deleted %d expired tune(s): %s", len(deleted), ", ".join(map(str, deleted)))
         return deleted
 
-    def set_active_checkpoint(self, tune_id: int, step: int) -> dict[str, Any]:
+    def set_active_checkpoint(self, tune_id: int, step: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """Use the weights saved at `step` for generation (and as the kohya copy) from now on."""
-        tune = user_tune(self.store, tune_id)
+        tune = user_tune(self.store, tune_id, principal)
         checkpoint = self.store.get_checkpoint(tune_id, step)
         if checkpoint is None:
             steps = ", ".join(str(c["step"]) for c in self.store.tune_checkpoints(tune_id)) or "none yet"
@@ -401,28 +433,28 @@ class Tunes:
             self.files.delete(path)
         return self.views.tune_json(tune_id)
 
-    def tune_photos(self, tune_id: int) -> list[dict[str, Any]]:
+    def tune_photos(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
         """The photos a tune was made from, in upload order."""
-        user_tune(self.store, tune_id)
+        user_tune(self.store, tune_id, principal)
         return self.store.tune_photos(tune_id)
 
-    def tune_photo_file(self, tune_id: int, photo_id: int) -> Path:
+    def tune_photo_file(self, tune_id: int, photo_id: int, *, principal: Principal = LOCAL_ADMIN) -> Path:
         """The stored file of one of the tune's photos (what `orig_images` links to). NotFound
         unless the photo belongs to that tune, so a URL cannot be bent to another tune's photo."""
-        photo = next((p for p in self.tune_photos(tune_id) if p["id"] == photo_id), None)
+        photo = next((p for p in self.tune_photos(tune_id, principal=principal) if p["id"] == photo_id), None)
         if photo is None:
             raise NotFound(f"Tune {tune_id} has no photo {photo_id}.", field="photo_id")
         return self.files.path(photo["path"])
 
-    def tune_token(self, tune_id: int, weight: float = 1.0) -> str:
+    def tune_token(self, tune_id: int, weight: float = 1.0, *, principal: Principal = LOCAL_ADMIN) -> str:
         """The prompt token that uses a LoRA or FaceID tune, e.g. `<lora:12:1>`."""
-        tune = user_tune(self.store, tune_id)
+        tune = user_tune(self.store, tune_id, principal)
         return make_token(tune["model_type"], tune["id"], weight)
 
-    def lora_file(self, tune_id: int) -> Path:
+    def lora_file(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> Path:
         """The trained tune's LoRA in kohya/A1111 layout (what other tools load), at its active
         checkpoint. Conflict when the tune has no LoRA (FaceID, or not trained yet)."""
-        tune = user_tune(self.store, tune_id)
+        tune = user_tune(self.store, tune_id, principal)
         if not tune.get("kohya_path"):
             what = "a FaceID tune: it has no LoRA" if tune["model_type"] == "faceid" else f"{tune['status']}"
             raise Conflict(f"Tune {tune_id} is {what}; download its LoRA once it is trained.", field="tune_id")

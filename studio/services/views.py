@@ -14,7 +14,8 @@ from studio import likeness
 from studio.config import Settings
 from studio.domain import RUNNING
 from studio.errors import NotFound
-from studio.services.lookups import prompt_row, still_there
+from studio.principals import LOCAL_ADMIN, Principal
+from studio.services.lookups import any_tune, prompt_row, still_there
 from studio.services.models import BaseModels
 
 # A pack's or pack prompt's ranking fields (see studio/packs.py), as the API shows them.
@@ -46,10 +47,10 @@ class Views:
         self.files = files
         self.models = models
 
-    def get_prompt(self, prompt_id: int) -> dict[str, Any]:
+    def get_prompt(self, prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """The prompt row plus `images` (file-store paths, in order) and, parallel to them,
         `seeds` and `likeness` (studio/likeness.py records; None: not scored)."""
-        prompt = prompt_row(self.store, prompt_id)
+        prompt = prompt_row(self.store, prompt_id, principal)
         images = self.store.prompt_images(prompt_id)
         return {
             **prompt,
@@ -59,7 +60,9 @@ class Views:
             "likeness": [i["likeness"] for i in images],
         }
 
-    def tune_json(self, tune_id: int, base_url: str | None = None) -> dict[str, Any]:
+    def tune_json(
+        self, tune_id: int, base_url: str | None = None, *, principal: Principal = LOCAL_ADMIN
+    ) -> dict[str, Any]:
         """A tune as the API returns it and callbacks post it: Astria's fields (id, title, name,
         token, base_tune_id, args, steps, face_crop, training_face_correct, ckpt_url(s), eta,
         trained_at, started_training_at, expires_at, created_at, branch, model_type, updated_at,
@@ -69,9 +72,7 @@ class Views:
         `orig_images` (the tune's photos) and `ckpt_url` (its LoRA in kohya layout, once trained)
         are URLs of keyed API routes, not of the public image area: photos and weights are
         private (`tune_photo_file`, `lora_file`)."""
-        tune = self.store.get_tune(tune_id)
-        if tune is None:
-            raise NotFound(f"Tune {tune_id} does not exist.", field="tune_id")
+        tune = any_tune(self.store, tune_id, principal)
         if tune["model_type"] == "checkpoint":
             # Astria's clients post prompts to gallery base tunes (690204…): they read as tunes.
             model = self.models.base_model(tune_id)
@@ -131,7 +132,13 @@ class Views:
         }
 
     def prompt_json(
-        self, prompt_id: int, base_url: str | None = None, user: str | None = None, *, tune_id: int | None = None
+        self,
+        prompt_id: int,
+        base_url: str | None = None,
+        user: str | None = None,
+        *,
+        tune_id: int | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """A prompt as the API returns it and callbacks post it: Astria's fields (id, tune_id,
         text, negative_prompt, callback, cfg_scale, steps, seed, num_images, w, h, scheduler…,
@@ -139,7 +146,7 @@ class Views:
         URLs) plus status, progress, message, warnings, and per image `seeds` and `likeness`,
         with `likes_count` and whether `user` liked it (`liked`). NotFound unless the prompt
         belongs to `tune_id` when given (`GET /tunes/:tune_id/prompts/:id`)."""
-        prompt = self.get_prompt(prompt_id)
+        prompt = self.get_prompt(prompt_id, principal=principal)
         if tune_id is not None and prompt["tune_id"] != tune_id:
             raise NotFound(f"Tune {tune_id} has no prompt {prompt_id}.", field="prompt_id")
         params = prompt["params"] or {}
@@ -257,9 +264,13 @@ class Views:
         before_id: int | None = None,
         base_url: str | None = None,
         user: str | None = None,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """Prompts newest first (of one tune, or all), as `prompt_json` shows them to `user`."""
-        if tune_id is not None and self.store.get_tune(tune_id) is None:
-            raise NotFound(f"Tune {tune_id} does not exist.", field="tune_id")
-        rows = self.store.list_prompts(tune_id=tune_id, limit=limit, offset=offset, before_id=before_id)
-        return still_there(lambda prompt_id: self.prompt_json(prompt_id, base_url, user), rows)
+        """Prompts newest first (of one tune, or all) that `principal` may see, as `prompt_json`
+        shows them to `user`."""
+        if tune_id is not None:
+            any_tune(self.store, tune_id, principal)
+        rows = self.store.list_prompts(
+            tune_id=tune_id, limit=limit, offset=offset, before_id=before_id, owner=principal.owner_filter
+        )
+        return still_there(lambda prompt_id: self.prompt_json(prompt_id, base_url, user, principal=principal), rows)

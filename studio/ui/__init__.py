@@ -2,7 +2,9 @@
 
 Only this package imports gradio. Each tab module has `build(studio, ctx)`; handlers turn their
 inputs into one request and call `Studio`, and return `{component: value}` dicts (a component
-left out keeps its value); `common.guard` turns a StudioError into an error toast.
+left out keeps its value); `common.guard` turns a StudioError into an error toast. Tabs get
+the studio as the person behind each event may use it (`common.ActingStudio`): the same owners
+and admins as the REST API.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
     import gradio as gr
 
     from studio.throttle import Throttle
-    from studio.ui.common import EMPTY_PHOTO_SET, Context
+    from studio.ui.common import EMPTY_PHOTO_SET, ActingStudio, Context
 
     with gr.Blocks(title="Avatar Studio") as demo:
         # Top level, not inside a tab: a BrowserState in an unselected tab is not mounted at load.
@@ -47,12 +49,13 @@ def build_ui(studio: Studio) -> gr.Blocks:
         last_prompt = gr.BrowserState(None, storage_key="avatar_studio_last_prompt", secret="avatar-studio")
         likes = Throttle(studio.settings.likes_per_minute)
         ctx = Context(browser_id=browser_id, photo_set=photo_set, last_prompt=last_prompt, blocks=demo, likes=likes)
+        acting = ActingStudio(studio)
         gr.Markdown("# Avatar Studio")
         if studio.status()["demo_model"]:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
         with gr.Tabs():
             for label, tab_id, module in TABS:
                 with gr.Tab(label, id=tab_id):
-                    importlib.import_module(f"studio.ui.{module}").build(studio, ctx)
+                    importlib.import_module(f"studio.ui.{module}").build(acting, ctx)
         demo.load(Context.ensure_browser_id, browser_id, browser_id, api_visibility="private")
     return demo

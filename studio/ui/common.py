@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from studio.errors import Busy, StudioError
+from studio.principals import LOCAL_ADMIN, Principal, principal_for
 from studio.throttle import Throttle
 
 F = TypeVar("F", bound=Callable)
@@ -133,6 +134,80 @@ class Context:
             if wait:
                 raise Busy(f"Too many likes from your address: wait {math.ceil(wait)} s and try again.")
         return user
+
+
+#: The cookie that tells anonymous visitors of a STUDIO_PUBLIC_DEMO studio apart (app.py sets it).
+VISITOR_COOKIE = "avatar_studio_visitor"
+
+
+#: Who the page is built for: no row is owned by the empty name.
+NOBODY = Principal("")
+
+
+class NotLoggedIn(StudioError):
+    status = 401
+
+
+def event_principal(settings) -> Principal:
+    """Who the Gradio event being handled acts for: the STUDIO_AUTH login (an admin when
+    STUDIO_ADMINS names it); 'local' (an admin) on a studio that only listens on loopback; in
+    STUDIO_PUBLIC_DEMO mode without logins, an anonymous visitor told apart by a per-browser
+    cookie. The visitor id is a demo convenience, not security: anyone can send any cookie.
+    (Gradio gives a handler its request, not the browser's storage, so the cookie plays the
+    part of the BrowserState id here.) Outside an event (the page being built, whose values
+    every visitor is sent) it is nobody: the shared gallery and starter packs, nothing private.
+    Refuses an event without a login where one is needed."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    if request is None:
+        return NOBODY
+    username = getattr(request, "username", None)
+    if username:
+        return principal_for(f"login:{username}", settings.admins)
+    if settings.auth:
+        raise NotLoggedIn("Log in first: this studio needs a login (STUDIO_AUTH).")
+    if settings.is_loopback and not settings.public_demo:
+        return LOCAL_ADMIN
+    visitor = (getattr(request, "cookies", None) or {}).get(VISITOR_COOKIE, "")
+    if 16 <= len(visitor) <= 64 and visitor.replace("-", "").replace("_", "").isalnum():
+        return Principal(f"browser:{visitor}")
+    raise NotLoggedIn("Your browser has no visitor id yet: allow cookies and reload the page.")
+
+
+class ActingStudio:
+    """The studio as the person behind the current Gradio event may use it: every facade verb
+    that takes a `principal` gets theirs (`event_principal`), so the UI sees and changes only
+    what the REST API would let the same person see and change. Tabs are given this instead of
+    the Studio itself; everything else passes through."""
+
+    def __init__(self, studio):
+        self._studio = studio
+        self._takes_principal: dict[str, bool] = {}
+
+    def __getattr__(self, name: str):
+        value = getattr(self._studio, name)
+        if not callable(value) or not self._wants_principal(name, value):
+            return value
+
+        @functools.wraps(value)
+        def acting(*args, **kwargs):
+            kwargs.setdefault("principal", event_principal(self._studio.settings))
+            return value(*args, **kwargs)
+
+        return acting
+
+    def _wants_principal(self, name: str, value: Callable) -> bool:
+        if name not in self._takes_principal:
+            try:
+                self._takes_principal[name] = "principal" in inspect.signature(value).parameters
+            except (TypeError, ValueError):
+                self._takes_principal[name] = False
+        return self._takes_principal[name]
+
+    def principal(self) -> Principal:
+        """The current event's principal (see `event_principal`)."""
+        return event_principal(self._studio.settings)
 
 
 def data_url(image, quality: int = 85) -> str:

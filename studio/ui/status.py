@@ -31,12 +31,14 @@ def build(studio: Studio, ctx) -> None:
         "Keys let programs use the REST API (Astria's paths and fields). A new key is shown once; "
         "only its hash is kept."
     )
+    # Filled per person when the page loads: the page itself is the same for every visitor.
+    who = gr.Markdown("", elem_id="api-keys-access")
     with gr.Row():
         owner = gr.Textbox(label="Owner", placeholder="e.g. my-app", scale=3)
         create = gr.Button("Create key", scale=1)
     new_key = gr.Textbox(label="New key (copy it now)", interactive=False, buttons=["copy"], elem_id="new-api-key")
     keys = gr.Dataframe(
-        headers=["id", "owner", "created", "last used"], value=_key_rows(studio), interactive=False, elem_id="api-keys"
+        headers=["id", "owner", "created", "last used"], value=[], interactive=False, elem_id="api-keys"
     )
     with gr.Row():
         revoke_id = gr.Number(label="Key id to revoke", precision=0, scale=3)
@@ -50,7 +52,7 @@ def build(studio: Studio, ctx) -> None:
 
     @guard
     def on_revoke(key_id: float | None):
-        known = {k["id"] for k in studio.list_api_keys()}
+        known = {k["id"] for k in studio.list_api_keys()}  # refuses anyone but an admin first
         if not key_id:
             raise InvalidInput("Enter the id of the key to revoke (the first column of the keys).", field="key_id")
         if int(key_id) not in known:
@@ -63,13 +65,25 @@ def build(studio: Studio, ctx) -> None:
     # shown once.
     create.click(on_create, owner, [new_key, keys], api_visibility="private", show_progress_on=keys)
     revoke.click(on_revoke, revoke_id, keys, api_visibility="private")
+
     # Keys made in another browser, and models downloaded since, show when the tab is opened.
-    on_show(
-        ctx,
-        lambda: {status_text: _describe(studio), models: _gallery_rows(studio), keys: _key_rows(studio)},
-        None,
-        [status_text, models, keys],
-    )
+    @guard
+    def on_open():
+        admin = studio.principal().is_admin
+        return {
+            status_text: _describe(studio),
+            models: _gallery_rows(studio),
+            keys: _key_rows(studio) if admin else [],
+            who: "" if admin else KEYS_NEED_ADMIN,
+        }
+
+    on_show(ctx, on_open, None, [status_text, models, keys, who])
+
+
+KEYS_NEED_ADMIN = (
+    "**Key management needs an admin.** Keys act for whoever holds them, so only a login named in "
+    "`STUDIO_ADMINS` can make, see or revoke them."
+)
 
 
 def _describe(studio: Studio) -> str:
