@@ -79,6 +79,10 @@ class Server:
             "STUDIO_HOME": str(home),
             "STUDIO_PORT": str(self.port),
             "STUDIO_API_KEYS": ",".join(keys),
+            # Every client likes the same prompts (shared counters under contention); each key
+            # sees only its own, so the clients are admins. The owner checks still run on
+            # every request.
+            "STUDIO_ADMINS": ",".join(_key_owner(key) for key in keys),
             "STUDIO_QUEUE_LIMIT": str(queue_limit),
             "STUDIO_DEMO_SIZE": "64",
             "HF_HUB_OFFLINE": "1",
@@ -124,6 +128,13 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def _key_owner(key: str) -> str:
+    """The owner name a STUDIO_API_KEYS key acts as (studio/services/api_keys.py)."""
+    from studio.services.api_keys import env_key_user
+
+    return env_key_user(key)
 
 
 def _free_port() -> int:

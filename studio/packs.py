@@ -31,7 +31,6 @@ import base64
 import binascii
 import io
 import json
-import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -41,8 +40,6 @@ from typing import Any
 
 from studio import prompts, tune_requests
 from studio.errors import InvalidInput, TooLarge, refuse_bidi
-
-log = logging.getLogger(__name__)
 
 # Characteristics the image inspection reports (Astria's `/images/inspect` keys).
 CHARACTERISTICS = (
@@ -485,7 +482,6 @@ def parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest],
     try:
         return _parse_document(document)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError):
-        log.info("pack file refused", exc_info=True)
         raise InvalidInput(
             "The pack file has a value of the wrong type (text, number, true/false, list or object "
             "where another is expected): export a pack to see the format.",
@@ -505,10 +501,11 @@ def _parse_document(document: Any) -> tuple[PackRequest, list[PackPromptRequest]
         raise InvalidInput("prompts_per_class must map class names to lists of prompts.", field="prompts_per_class")
     count = sum(len(entries) if isinstance(entries, list) else 1 for entries in per_class.values())
     if count > MAX_PACK_PROMPTS:
-        raise InvalidInput(f"A pack has at most {MAX_PACK_PROMPTS} prompts; this file has {count}.", field="prompts")
-    for name in ("classes",):
-        if document.get(name) is not None and not isinstance(document[name], list):
-            raise InvalidInput(f"{name} must be a list of class names.", field=name)
+        raise InvalidInput(
+            f"A pack has at most {MAX_PACK_PROMPTS} prompts; this file has {count}.", field="prompts_per_class"
+        )
+    if document.get("classes") is not None and not isinstance(document["classes"], list):
+        raise InvalidInput("classes must be a list of class names.", field="classes")
     if document.get("args") is not None and not isinstance(document["args"], dict):
         raise InvalidInput("args must be an object of training args.", field="args")
     cover = document.get("cover")

@@ -264,7 +264,7 @@ def test_pack_files_are_capped_in_size_prompts_and_text(studio, tmp_path):
         studio.import_pack(padded)
     with pytest.raises(InvalidInput) as error:
         studio.import_pack(json.dumps(_pack_document(prompts=501)))
-    assert error.value.field == "prompts" and "500" in error.value.message
+    assert error.value.field == "prompts_per_class" and "500" in error.value.message
     with pytest.raises(InvalidInput) as error:
         studio.import_pack(json.dumps(_pack_document(text="{{token}} {{name}} " + "x" * 3000)))
     assert error.value.field == "text" and "2000" in error.value.message

@@ -26,7 +26,8 @@ def _bench():
 def test_ten_clients_lose_no_like_and_get_no_5xx(tmp_path, demo_model_dir):
     load = _bench()
     keys = [f"test-{n}-{secrets.token_hex(4)}" for n in range(11)]
-    settings = {"api_keys": tuple(keys), "queue_limit": 8}
+    # Everybody likes the same prompts, so the clients are admins (as in bench/load.py).
+    settings = {"api_keys": tuple(keys), "queue_limit": 8, "admins": tuple(map(load._key_owner, keys))}
     with live_studio(tmp_path / "home", demo_model_dir, **settings) as (url, studio):
         tune_id, prompt_ids = load.prepare(url, keys[0], pool=5)
         clients = [load.Client(key) for key in keys[1:]]
