@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import secrets
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from api_helpers import live_studio
@@ -22,6 +23,13 @@ def _bench():
     return bench
 
 
+def run_async(coroutine):
+    """`asyncio.run` in a thread of its own: a browser test earlier in the session keeps
+    Playwright's event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @pytest.mark.slow
 def test_ten_clients_lose_no_like_and_get_no_5xx(tmp_path, demo_model_dir):
     load = _bench()
@@ -31,8 +39,8 @@ def test_ten_clients_lose_no_like_and_get_no_5xx(tmp_path, demo_model_dir):
     with live_studio(tmp_path / "home", demo_model_dir, **settings) as (url, studio):
         tune_id, prompt_ids = load.prepare(url, keys[0], pool=5)
         clients = [load.Client(key) for key in keys[1:]]
-        results = asyncio.run(load.run_load(url, clients, tune_id, prompt_ids, duration=3))
-        problems = asyncio.run(load.check_likes(url, clients, prompt_ids, studio.store))
+        results = run_async(load.run_load(url, clients, tune_id, prompt_ids, duration=3))
+        problems = run_async(load.check_likes(url, clients, prompt_ids, studio.store))
 
     assert results.requests > 0 and results.reads and results.writes
     assert results.server_errors == 0 and not results.errors, (results.statuses, results.errors)

@@ -192,7 +192,11 @@ class ActingStudio:
 
         @functools.wraps(value)
         def acting(*args, **kwargs):
-            kwargs.setdefault("principal", event_principal(self._studio.settings))
+            if "principal" not in kwargs:
+                try:
+                    kwargs["principal"] = event_principal(self._studio.settings)
+                except NotLoggedIn as error:  # a toast even where the handler is not guarded
+                    raise _toast(value, error) from error
             return value(*args, **kwargs)
 
         return acting
