@@ -59,15 +59,22 @@ def free_port() -> int:
 
 def serve(app):
     """Serve an ASGI app with uvicorn in a thread on a free loopback port; returns (url, stop)."""
-    import threading
-    import time
-
     import uvicorn
 
     port = free_port()
     # A browser page still open at teardown holds a websocket/SSE stream; without a short grace
     # period uvicorn would wait for it and every browser test would end with a long stall.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    return f"http://127.0.0.1:{port}", serve_config(config)
+
+
+def serve_config(config):
+    """Run a uvicorn server for `config` in a thread until it has started; returns its stop()."""
+    import threading
+    import time
+
+    import uvicorn
+
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -82,7 +89,17 @@ def serve(app):
             server.force_exit = True
             thread.join(5)
 
-    return f"http://127.0.0.1:{port}", stop
+    return stop
+
+
+@pytest.fixture
+def site():
+    """A local web site for image URLs and callbacks (tests/api_helpers.py)."""
+    from api_helpers import Site
+
+    site = Site()
+    yield site
+    site.close()
 
 
 @pytest.fixture

@@ -8,15 +8,8 @@ import io
 
 import httpx
 import pytest
-from api_helpers import MEN, Site, live_studio, photo_files, wait_for
+from api_helpers import MEN, live_studio, photo_files, wait_for
 from PIL import Image
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
 
 
 @pytest.fixture

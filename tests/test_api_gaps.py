@@ -8,7 +8,7 @@ import struct
 
 import httpx
 import pytest
-from api_helpers import Site, live_studio, photo_files, wait_for
+from api_helpers import live_studio, photo_files, wait_for
 from PIL import Image
 
 from studio.config import Settings
@@ -17,13 +17,6 @@ from studio.services.api_keys import env_key_user
 
 KEY = "gaps-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
 
 
 def _tune(url: str, title: str, people: tuple[str, ...], **fields) -> dict:

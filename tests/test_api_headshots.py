@@ -7,15 +7,8 @@ import io
 
 import httpx
 import pytest
-from api_helpers import WOMEN, Site, live_studio, wait_for
+from api_helpers import WOMEN, live_studio, wait_for
 from PIL import Image
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
 
 
 @pytest.mark.slow

@@ -3,14 +3,7 @@
 
 import httpx
 import pytest
-from api_helpers import WOMEN, Site, live_studio, photo_files, wait_for
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
+from api_helpers import WOMEN, live_studio, photo_files, wait_for
 
 
 @pytest.mark.slow

@@ -2,16 +2,8 @@
 STUDIO_PUBLIC_URL, and photo inspection."""
 
 import httpx
-import pytest
-from api_helpers import Site, live_studio, photo_files, wait_for
+from api_helpers import live_studio, photo_files, wait_for
 from photos import encode, friend
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
 
 
 def _tune(url: str, title: str, **fields) -> dict:

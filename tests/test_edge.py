@@ -17,7 +17,7 @@ import httpx
 import pytest
 from api_helpers import live_studio
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, serve_config
 from studio import packs
 from studio.api import edge
 from studio.config import Settings
@@ -369,23 +369,15 @@ def test_failed_logins_are_throttled_per_address(tmp_path, demo_model_dir):
 @pytest.fixture
 def configured_server(studio, monkeypatch):
     """The whole app served with `app.server_config`, its time limits shortened."""
-    import uvicorn
-
     import app
 
     monkeypatch.setattr(app, "HEAD_TIMEOUT_S", 1.0)
     monkeypatch.setattr(edge, "BODY_GRACE_S", 1.0)
     port = free_port()
     config = app.server_config(app.create_app(studio), studio.settings, port=port, timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stop = serve_config(config)
     yield port
-    server.should_exit = True
-    thread.join(5)
+    stop()
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bytes:

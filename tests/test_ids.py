@@ -6,7 +6,7 @@ import sqlite3
 
 import httpx
 import pytest
-from api_helpers import MEN, Site, live_studio, photo_files
+from api_helpers import MEN, live_studio, photo_files
 from sqlite_utils import Database
 
 from storage import Store
@@ -15,13 +15,6 @@ from studio.errors import Conflict, StudioError
 
 SMALL = {"prompt[w]": "64", "prompt[h]": "64", "prompt[steps]": "3", "prompt[num_images]": "1"}
 STAMP = "2026-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-def site():
-    site = Site()
-    yield site
-    site.close()
 
 
 def _tune(url: str, title: str, **fields) -> dict:
