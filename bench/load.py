@@ -8,9 +8,16 @@ with no pause over a mix of
     list                         GET /tunes, /tunes/:id/prompts, /packs, /prompts/:id   (reads)
     post a prompt                POST /tunes/:id/prompts                 (writes; 429 when the
                                                                           job queue is full)
+    peek at another's prompt     GET /prompts/:id, POST its like         (--owners isolated:
+                                                                          must be 404)
 
     .venv/bin/python bench/load.py                         # 100 clients, 60 s
     .venv/bin/python bench/load.py --clients 10 --duration 5 --train-steps 0
+
+`--owners isolated` (the default) gives each client a key that is no admin: each posts its own
+prompts on the base model (--own of them, before the load) and likes only those, and every
+answer about another client's prompt must be a 404. `--owners shared` makes the clients admins
+liking the same --pool prompts of one trained tune (shared counters under contention).
 
 Then it checks that nothing was lost: every client remembers its last like state of each prompt,
 and the API (`liked`, `likes_count`) and a direct count of the database's like rows must agree.
@@ -59,6 +66,10 @@ MIX = {
     "get_prompt": 10,
     "post_prompt": 15,
 }
+# With owners isolated, how often a client asks about another client's prompt (404 expected).
+PEEK = 5
+# The gallery's first base model (the demo model): every key may post prompts to it.
+BASE_MODEL = 1
 # Prompts the clients post: one small image, so the worker keeps up with part of them.
 PROMPT = {"text": "ohwx woman as a lighthouse keeper", "num_images": 1, "steps": 2, "w": 64, "h": 64}
 
@@ -70,7 +81,7 @@ class Server:
     """`app.py` (the studio as `make run` serves it) in a child process on a free loopback
     port, with its own STUDIO_HOME, API keys and queue limit."""
 
-    def __init__(self, home: Path, keys: Sequence[str], *, queue_limit: int):
+    def __init__(self, home: Path, keys: Sequence[str], *, queue_limit: int, admins: Sequence[str] | None = None):
         self.home = home
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -79,10 +90,8 @@ class Server:
             "STUDIO_HOME": str(home),
             "STUDIO_PORT": str(self.port),
             "STUDIO_API_KEYS": ",".join(keys),
-            # Every client likes the same prompts (shared counters under contention); each key
-            # sees only its own, so the clients are admins. The owner checks still run on
-            # every request.
-            "STUDIO_ADMINS": ",".join(_key_owner(key) for key in keys),
+            # `admins`: the keys that see everything (all of them when not given).
+            "STUDIO_ADMINS": ",".join(_key_owner(key) for key in (keys if admins is None else admins)),
             "STUDIO_QUEUE_LIMIT": str(queue_limit),
             "STUDIO_DEMO_SIZE": "64",
             "HF_HUB_OFFLINE": "1",
@@ -215,6 +224,28 @@ def prepare(url: str, key: str, *, pool: int, timeout: float = 180) -> tuple[int
     return tune["id"], ids
 
 
+def prepare_own(url: str, clients: Sequence[Client], *, own: int, timeout: float = 600) -> int:
+    """Each client's own `own` prompts on the base model (it sees no one else's tune), posted
+    again while the job queue is full (429); fills each client's `prompts` and `foreign` (the
+    others' prompt ids). Returns the base model's id."""
+    import httpx
+
+    base_id = BASE_MODEL
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for client in clients:
+            while len(client.prompts) < own:
+                response = http.post(f"/tunes/{base_id}/prompts", json={"prompt": PROMPT}, headers=_auth(client.key))
+                if response.status_code == 429 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                response.raise_for_status()
+                client.prompts.append(response.json()["id"])
+    for client in clients:
+        client.foreign = [p for other in clients if other is not client for p in other.prompts]
+    return base_id
+
+
 # -- the load ----------------------------------------------------------------------------------
 
 
@@ -225,6 +256,8 @@ class Client:
 
     key: str
     liked: dict[int, bool | None] = field(default_factory=dict)
+    prompts: list[int] = field(default_factory=list)  # its own prompts; empty: the shared pool
+    foreign: list[int] = field(default_factory=list)  # other clients' prompts, which it must not see
 
 
 @dataclass
@@ -261,7 +294,8 @@ async def run_load(
     import httpx
 
     results = Results()
-    ops, weights = list(MIX), list(MIX.values())
+    mix = {**MIX, "peek": PEEK} if any(client.foreign for client in clients) else MIX
+    ops, weights = list(mix), list(mix.values())
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
     async def call(http, client: Client, method: str, path: str, route: str, **kwargs):
@@ -278,7 +312,7 @@ async def run_load(
         return response
 
     async def like(http, client: Client, rng: random.Random) -> None:
-        prompt_id = rng.choice(prompt_ids)
+        prompt_id = rng.choice(client.prompts or prompt_ids)
         want = rng.random() < 0.5
         method, expected = ("POST", 201) if want else ("DELETE", 200)
         client.liked[prompt_id] = None  # until the answer says otherwise
@@ -290,6 +324,15 @@ async def run_load(
             results.problems.append(f"{method} like of prompt {prompt_id} answered liked={body.get('liked')}")
             return
         client.liked[prompt_id] = want
+
+    async def peek(http, client: Client, rng: random.Random) -> None:
+        """Another client's prompt, read or liked: it must not exist for this one."""
+        prompt_id = rng.choice(client.foreign)
+        method, path = rng.choice([("GET", f"/prompts/{prompt_id}"), ("POST", f"/prompts/{prompt_id}/likes")])
+        route = "/prompts/:other" if method == "GET" else "/prompts/:other/likes"
+        response = await call(http, client, method, path, route)
+        if response is not None and response.status_code != 404:
+            results.problems.append(f"{method} {path} of another client answered {response.status_code}, not 404")
 
     async def loop(http, client: Client, rng: random.Random, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -303,7 +346,9 @@ async def run_load(
             elif op == "list_packs":
                 await call(http, client, "GET", "/packs", "/packs")
             elif op == "get_prompt":
-                await call(http, client, "GET", f"/prompts/{rng.choice(prompt_ids)}", "/prompts/:id")
+                await call(http, client, "GET", f"/prompts/{rng.choice(client.prompts or prompt_ids)}", "/prompts/:id")
+            elif op == "peek":
+                await peek(http, client, rng)
             else:
                 path = f"/tunes/{tune_id}/prompts"
                 await call(http, client, "POST", path, "/tunes/:id/prompts", json={"prompt": PROMPT})
@@ -340,7 +385,7 @@ async def check_likes(url: str, clients: Sequence[Client], prompt_ids: Sequence[
         return body["liked"], body["likes_count"]
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        pairs = [(client, prompt_id) for client in clients for prompt_id in prompt_ids]
+        pairs = [(client, prompt_id) for client in clients for prompt_id in client.prompts or prompt_ids]
         answers = await asyncio.gather(*(liked_in_api(http, c, p) for c, p in pairs))
     counts = {}
     for (client, prompt_id), (liked, count) in zip(pairs, answers):
@@ -352,8 +397,10 @@ async def check_likes(url: str, clients: Sequence[Client], prompt_ids: Sequence[
         if state is not None and (rows == [-1]) is not state:
             problems.append(f"DB: prompt {prompt_id} like rows {rows} for a client whose last answer was {state}")
     recount = {row["id"]: row for row in store.recount_prompt_likes()}
-    for prompt_id in prompt_ids:
-        states = [client.liked.get(prompt_id, False) for client in clients]
+    for prompt_id in counts:
+        states = [
+            client.liked.get(prompt_id, False) for client in clients if prompt_id in (client.prompts or prompt_ids)
+        ]
         row = recount[prompt_id]
         if row["counter"] != row["likes_count"] or counts[prompt_id] != row["likes_count"]:
             problems.append(
@@ -457,7 +504,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100, help="concurrent clients (default 100)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of load (default 60)")
-    parser.add_argument("--pool", type=int, default=20, help="prompts the clients like (default 20)")
+    parser.add_argument(
+        "--owners",
+        choices=("isolated", "shared"),
+        default="isolated",
+        help="isolated (default): each client is no admin and likes its own prompts, and must get 404 for "
+        "another's; shared: the clients are admins liking the same prompts",
+    )
+    parser.add_argument("--own", type=int, default=2, help="prompts of each client's own (--owners isolated)")
+    parser.add_argument("--pool", type=int, default=20, help="prompts the clients like (--owners shared; default 20)")
     parser.add_argument("--queue-limit", type=int, default=50, help="STUDIO_QUEUE_LIMIT (default 50)")
     parser.add_argument("--train-steps", type=int, default=5000, help="LoRA steps for the UI check; 0 skips it")
     parser.add_argument("--ui-samples", type=int, default=20, help="calls of each UI request, idle and training")
@@ -467,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = [f"load-{n}-{secrets.token_hex(8)}" for n in range(args.clients + 1)]
     with tempfile.TemporaryDirectory(prefix="studio-load-") as home:
-        server = Server(Path(home), keys, queue_limit=args.queue_limit)
+        admins = keys if args.owners == "shared" else keys[:1]
+        server = Server(Path(home), keys, queue_limit=args.queue_limit, admins=admins)
         watchdog = threading.Timer(limit, _abort, [server, limit])
         watchdog.daemon = True
         watchdog.start()
@@ -487,10 +543,14 @@ def _run(server: Server, keys: list[str], args) -> int:
     print(f"studio up in {time.monotonic() - started:.1f} s at {server.url} (home {server.home})")
     # Idle: before anything is queued, so no job runs.
     ui_idle = measure_ui(server.url, args.ui_samples) if args.train_steps else None
-    tune_id, prompt_ids = prepare(server.url, admin, pool=args.pool)
+    if args.owners == "shared":
+        tune_id, prompt_ids = prepare(server.url, admin, pool=args.pool)
+        liked = f"{len(prompt_ids)} liked prompts shared by admins"
+    else:
+        tune_id, prompt_ids = prepare_own(server.url, clients, own=args.own), []
+        liked = f"{args.own} own prompts per client, no admins, others' prompts must be 404"
     print(
-        f"load: {len(clients)} clients x {args.duration:g} s, tune {tune_id}, {len(prompt_ids)} liked prompts, "
-        f"queue limit {args.queue_limit}"
+        f"load: {len(clients)} clients x {args.duration:g} s, tune {tune_id}, {liked}, queue limit {args.queue_limit}"
     )
     results = asyncio.run(run_load(server.url, clients, tune_id, prompt_ids, duration=args.duration))
     store = Store(server.home / "db" / "studio.db")

@@ -185,6 +185,7 @@ class Studio:
     inspect_photo_set = _via("photos", Photos.inspect_photo_set)
     fetch_photos = _via("photos", Photos.fetch_photos)
     face_backend_status = _via("photos", Photos.face_backend_status)
+    decode_image = _via("photos", Photos.decode_image)
 
     # -- tunes ---------------------------------------------------------------------------------
     create_tune = _via("tunes", Tunes.create_tune)

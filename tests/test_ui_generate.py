@@ -206,3 +206,52 @@ def test_gradio_client_generates_through_the_public_api_name(live_url, studio):
     assert image["caption"] == "#1 · seed 7"
     with Image.open(image["image"]) as picture:
         assert picture.size == (64, 64)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_input_images_cached_original_is_gone_once_uploaded_and_generate_still_uses_it(
+    live_url, page, studio, tmp_path
+):
+    import io
+    import uuid
+
+    import httpx
+    from PIL import Image
+    from test_clean_photos import dirty_jpeg
+
+    original = dirty_jpeg(friend("ross"), comment=f"unique {uuid.uuid4()}".encode())
+    path = tmp_path / "with-gps.jpg"
+    path.write_bytes(original)
+    studio.start_worker()
+    _open_tab(page, live_url)
+    page.locator("#gen-prompt textarea").fill("a watercolor portrait")
+    _small_parameters(page)
+    with page.expect_response(lambda r: r.request.method == "POST" and "/gradio_api/upload" in r.url) as uploaded:
+        page.locator("#gen-input-image input[type=file]").set_input_files(str(path))
+    [cached] = uploaded.value.json()
+    # Once the upload event has run, the form shows (and holds) a clean copy, not the original.
+    shown = page.locator("#gen-input-image img[src*='studio-input.png']")
+    shown.wait_for()
+    assert httpx.get(f"{live_url}/gradio_api/file={cached}").status_code in (403, 404)
+    clean = httpx.get(live_url + shown.get_attribute("src").removeprefix(live_url))
+    assert clean.status_code == 200 and clean.content.startswith(b"\x89PNG")
+    assert b"unique" not in clean.content and b"Exif" not in clean.content
+    with Image.open(io.BytesIO(clean.content)) as picture:
+        assert picture.size == friend("ross").size and not picture.info.get("exif")
+
+    # Generate reads it, and again on a second click.
+    for run in (1, 2):
+        page.locator("#gen-run").click()
+        page.wait_for_function(
+            "n => { const p = document.querySelector('#gen-progress');"
+            " return p.innerText.includes('Prompt #' + n) && p.querySelector('[data-status=SUCCESS]'); }",
+            arg=run,
+            timeout=120_000,
+        )
+        prompts = studio.list_prompts()
+        assert len(prompts) == run and all(p["status"] == SUCCESS for p in prompts)
+    for prompt in studio.list_prompts():
+        stored = studio.files.read(prompt["params"]["input_image_path"])
+        with Image.open(io.BytesIO(stored)) as picture:
+            assert picture.size == friend("ross").size

@@ -42,9 +42,11 @@ class Likes(Records):
         )
         return {row["image_idx"]: row["n"] for row in rows}
 
-    def top_prompts(self, *, tune_id: int | None = None, limit: int = 50) -> list[dict]:
-        """Prompts with the most likes (ties: newest first), optionally of one tune."""
-        return self._rows("prompts", ("tune_id = ?", tune_id), order_by="likes_count DESC, id DESC", limit=limit)
+    def top_prompts(self, *, tune_id: int | None = None, limit: int = 50, owner: str | None = None) -> list[dict]:
+        """Prompts with the most likes (ties: newest first), optionally of one tune and/or one owner."""
+        return self._rows(
+            "prompts", ("tune_id = ?", tune_id), ("owner = ?", owner), order_by="likes_count DESC, id DESC", limit=limit
+        )
 
     def recount_prompt_likes(self) -> list[dict]:
         """Each prompt's likes counted from the like rows, beside its counter."""

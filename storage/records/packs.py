@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.database import Records, now
+from storage.database import Records, now, where
 
 
 class Packs(Records):
@@ -83,6 +83,38 @@ class Packs(Records):
             ("pack_id = ?", pack_id),
             ("class_name = ?", class_name),
             order_by="pack_id, class_name, position, id",
+        )
+
+    def list_pack_prompts_seen_by(
+        self, owner: str, pack_id: int | None = None, class_name: str | None = None
+    ) -> list[dict]:
+        """`list_pack_prompts` as `owner` sees it: the prompts of the shared packs and of its
+        own, each counter counted from `owner`'s prompts only (their likes, images, runs and
+        likeness), not from the trigger-kept totals of everyone's."""
+        clause, params = where(
+            ("(packs.owner IS NULL OR packs.owner = ?)", owner),
+            ("pack_prompts.pack_id = ?", pack_id),
+            ("pack_prompts.class_name = ?", class_name),
+        )
+        return self._query(
+            "WITH mine AS (SELECT id, orig_prompt_id, likes_count FROM prompts "
+            "  WHERE owner = ? AND orig_prompt_id IS NOT NULL), "
+            "runs AS (SELECT orig_prompt_id AS id, COUNT(*) AS runs, SUM(likes_count) AS likes_count "
+            "  FROM mine GROUP BY orig_prompt_id), "
+            "shown AS (SELECT mine.orig_prompt_id AS id, COUNT(*) AS images_shown, "
+            "  COUNT(images.likeness_match) AS likeness_scored, "
+            "  COALESCE(SUM(images.likeness_match), 0) AS likeness_matched, "
+            "  COUNT(images.likeness_score) AS likeness_faces, "
+            "  COALESCE(SUM(images.likeness_score), 0) AS likeness_sum "
+            "  FROM images JOIN mine ON mine.id = images.prompt_id GROUP BY mine.orig_prompt_id) "
+            "SELECT pack_prompts.*, COALESCE(runs.likes_count, 0) AS likes_count, COALESCE(runs.runs, 0) AS runs, "
+            "COALESCE(shown.images_shown, 0) AS images_shown, COALESCE(shown.likeness_scored, 0) AS likeness_scored, "
+            "COALESCE(shown.likeness_matched, 0) AS likeness_matched, "
+            "COALESCE(shown.likeness_faces, 0) AS likeness_faces, COALESCE(shown.likeness_sum, 0) AS likeness_sum "
+            "FROM pack_prompts JOIN packs ON packs.id = pack_prompts.pack_id "
+            "LEFT JOIN runs ON runs.id = pack_prompts.id LEFT JOIN shown ON shown.id = pack_prompts.id "
+            f"{clause} ORDER BY pack_prompts.pack_id, pack_prompts.class_name, pack_prompts.position, pack_prompts.id",
+            [owner, *params],
         )
 
     def update_pack_prompt(self, pack_prompt_id: int, **fields: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from storage import Store
 from studio.errors import InvalidInput
 from studio.principals import LOCAL_ADMIN, Principal
-from studio.services.lookups import prompt_row
+from studio.services.lookups import any_tune, prompt_row
 
 
 class Likes:
@@ -53,11 +53,16 @@ class Likes:
         prompt = self.store.get_prompt(prompt_id)
         return prompt["likes_count"] if prompt else 0
 
-    def prompt_rankings(self, tune_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Prompts by number of likes, most first (ties: newest first)."""
+    def prompt_rankings(
+        self, tune_id: int | None = None, limit: int = 50, *, principal: Principal = LOCAL_ADMIN
+    ) -> list[dict[str, Any]]:
+        """`principal`'s prompts (an admin's: all) by number of likes, most first (ties: newest
+        first); of one tune when given (NotFound unless `principal` may see it)."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be 1 to 1000.", field="limit")
-        return self.store.top_prompts(tune_id=tune_id, limit=limit)
+        if tune_id is not None:
+            any_tune(self.store, tune_id, principal)
+        return self.store.top_prompts(tune_id=tune_id, limit=limit, owner=principal.owner_filter)
 
     def gallery(
         self,

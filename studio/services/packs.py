@@ -211,13 +211,23 @@ class Packs:
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
     def pack_prompt_rankings(
-        self, pack_id: int | None = None, class_name: str | None = None, *, blend: bool = False
+        self,
+        pack_id: int | None = None,
+        class_name: str | None = None,
+        *,
+        blend: bool = False,
+        principal: Principal = LOCAL_ADMIN,
     ) -> list[dict[str, Any]]:
-        """Pack prompts (of one pack, or of all) ranked like packs, by their own likes (`blend`:
-        by likes and likeness), each with its likeness figures."""
+        """Pack prompts (of one pack, or of all `principal` may read) ranked like packs, by their
+        own likes (`blend`: by likes and likeness), each with its likeness figures. An admin's
+        ranking counts everyone's prompts; anyone else's counts only their own, so it tells
+        nothing of what others made, liked or how their faces scored."""
         if pack_id is not None:
-            self._pack_row(pack_id)
-        rows = self.store.list_pack_prompts(pack_id, class_name)
+            pack_id = self._pack_row(pack_id, principal)["id"]
+        if principal.is_admin:
+            rows = self.store.list_pack_prompts(pack_id, class_name)
+        else:
+            rows = self.store.list_pack_prompts_seen_by(principal.owner, pack_id, class_name)
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
     def lint_pack(

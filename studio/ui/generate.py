@@ -25,7 +25,7 @@ from studio.errors import InvalidInput, NotFound
 from studio.likeness import describe
 from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
 from studio.ui.board import describe_params, viewer
-from studio.ui.common import Context, card_css, guard, on_show
+from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
 POLL_SECONDS = 0.5
 DEFAULT = "default"
@@ -106,6 +106,7 @@ def build(studio: Studio, ctx: Context) -> None:
                     sources=["upload", "clipboard"],
                     label="Input image (img2img start, or ControlNet pose/edges)",
                     height=180,
+                    elem_id="gen-input-image",
                 )
                 with gr.Row():
                     strength = gr.Slider(0, 1, value=0.8, step=0.05, label="Denoising strength")
@@ -195,7 +196,7 @@ def build(studio: Studio, ctx: Context) -> None:
             w=_number(w, int),
             h=_number(h, int),
             scheduler=None if scheduler in (None, DEFAULT) else scheduler,
-            input_image=Path(input_image).read_bytes() if input_image else None,
+            input_image=_input_bytes(input_image),
             denoising_strength=float(denoising_strength),
             controlnet=None if controlnet in (None, "none") else controlnet,
             face_correct=bool(face_correct),
@@ -203,6 +204,16 @@ def build(studio: Studio, ctx: Context) -> None:
             face_swap=bool(face_swap),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
+
+    @guard
+    def on_input_image(path: str | None):
+        """An input image just uploaded: Gradio's cached original (EXIF, GPS and all) is read
+        and deleted now, and the form holds a copy re-encoded from its pixels instead, which
+        Generate reads as often as it is clicked."""
+        if not path:
+            return None
+        [(_, data)] = read_uploads(path)
+        return _clean_input(studio.decode_image(data, "input_image"))
 
     @guard
     def on_rerun(prompt_id: int | None, index: int | None):
@@ -313,6 +324,7 @@ def build(studio: Studio, ctx: Context) -> None:
         concurrency_limit=None,
         show_progress_on=progress,
     )
+    input_image.upload(on_input_image, input_image, input_image, api_visibility="private", show_progress="hidden")
     stop.click(on_stop, followed, progress, api_visibility="private")
     gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
     like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")
@@ -339,6 +351,36 @@ def _tune_id(value: int | str | None) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise InvalidInput("Pick a model or tune to generate with (its id).", field="tune_id") from None
+
+
+# The name of the input image's clean copy in Gradio's upload folder (see `_clean_input`).
+CLEAN_INPUT = "studio-input.png"
+
+
+def _clean_input(image) -> str:
+    """`image` (a decoded upload: pixels only) saved as PNG in a folder of its own in Gradio's
+    upload folder, where the form may hold it; the hourly cache sweep removes it."""
+    import uuid
+
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / f"studio-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
+    path = folder / CLEAN_INPUT
+    image.info = {}  # Pillow would write a comment, EXIF or ICC profile kept there back out
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def _input_bytes(path: str | None) -> bytes | None:
+    """The input image's bytes. An upload the form did not clean first (an API client's) is
+    deleted once read, as every tab does with originals."""
+    if not path:
+        return None
+    if Path(path).name == CLEAN_INPUT:
+        return Path(path).read_bytes()
+    [(_, data)] = read_uploads(path)
+    return data
 
 
 def _number(value: float | None, kind: type) -> Any:
