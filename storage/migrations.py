@@ -573,3 +573,93 @@ def m090_owners(db: Database) -> None:
         INSERT INTO photo_owners (photo_id, owner) SELECT id, 'local' FROM photos;
         """
     )
+
+
+#: What m100 takes out of each table's CREATE statement: the studio-wide UNIQUE of a name.
+_STUDIO_WIDE_NAMES = {
+    "tunes": r"(\btitle\s+TEXT\s+NOT\s+NULL)\s+UNIQUE\b",
+    "packs": r"(\bslug\s+TEXT\s+NOT\s+NULL)\s+UNIQUE\b",
+    "adapters": r",\s*UNIQUE\s*\(\s*kind\s*,\s*name\s*\)",
+}
+
+
+@migrations(transactional=False)
+def m100_names_unique_per_owner(db: Database) -> None:
+    """Tune titles, adapter names and pack slugs are unique per owner, not in the whole studio:
+    a 409 on create told a key that another owner had that title, name or slug. A title stays
+    the idempotency key of creating a tune, per owner as in Astria, where each account is
+    separate; adapter names resolve within the prompt owner's own adapters; a pack slug is
+    unique among its owner's packs, and the shared packs (no owner) among themselves.
+
+    SQLite cannot drop a UNIQUE constraint, so each table is rebuilt without it as m080 rebuilt
+    them (every row, index and trigger kept, foreign keys off while the tables are swapped,
+    then checked), and each sqlite_sequence keeps its highest id: a rebuilt table's sequence
+    would otherwise restart above the largest id present, reusing the ids of deleted rows.
+    Safe to run again if cut off: a table already rebuilt no longer matches, and the indexes
+    are made only if missing."""
+    conn = db.conn
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with db.atomic():
+            sequences = dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+            _rebuild_without(db, _STUDIO_WIDE_NAMES)
+            for name, seq in sequences.items():
+                if name in _STUDIO_WIDE_NAMES:
+                    conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", [name])
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [name, seq])
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_tunes_owner_title ON tunes(owner, title)")
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_adapters_owner_name ON adapters(owner, kind, name)")
+            conn.execute("CREATE INDEX IF NOT EXISTS idx_adapters_name ON adapters(kind, name)")
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_packs_owner_slug ON packs(COALESCE(owner, ''), slug)")
+            conn.execute("CREATE INDEX IF NOT EXISTS idx_packs_slug ON packs(slug)")
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"m100: foreign keys broken by the rebuild: {broken[:5]}")
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+
+
+def _rebuild_without(db: Database, patterns: dict[str, str]) -> None:
+    """Rebuild each table whose CREATE statement matches its pattern with the match taken out
+    (its first group kept), rows, indexes and triggers kept."""
+    conn = db.conn
+    schema = {
+        name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+    }
+    pending = {t: p for t, p in patterns.items() if t in schema and re.search(p, schema[t], flags=re.IGNORECASE)}
+    if not pending:
+        return
+    # As in m080: triggers and views name the tables, so they go first and come back last.
+    dependents = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL"
+    ).fetchall()
+    for kind, name, _ in dependents:
+        conn.execute(f'DROP {kind.upper()} "{name}"')
+    for table, pattern in pending.items():
+        sql = schema[table]
+        rebuilt, count = re.subn(
+            r"^(\s*CREATE\s+TABLE\s+)(\"?)" + table + r"\2(\s*\()",
+            rf'\1"_m100_{table}"\3',
+            sql,
+            count=1,
+            flags=re.IGNORECASE,
+        )
+        rebuilt = re.sub(pattern, lambda m: m.group(1) if m.re.groups else "", rebuilt, count=1, flags=re.IGNORECASE)
+        if not count:
+            raise RuntimeError(f"m100: cannot read the CREATE statement of table {table}: {sql}")
+        indexes = [
+            row[0]
+            for row in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
+            )
+        ]
+        columns = ", ".join(f'"{row[1]}"' for row in conn.execute(f'PRAGMA table_info("{table}")'))
+        conn.execute(rebuilt)
+        conn.execute(f'INSERT INTO "_m100_{table}" ({columns}) SELECT {columns} FROM "{table}"')
+        conn.execute(f'DROP TABLE "{table}"')
+        conn.execute(f'ALTER TABLE "_m100_{table}" RENAME TO "{table}"')
+        for index in indexes:
+            conn.execute(index)
+    for _, _, sql in dependents:
+        conn.execute(sql)

@@ -3,6 +3,8 @@ names and pack slugs are unique per owner (a 409 on create never tells of someon
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from studio.config import Settings
@@ -83,3 +85,148 @@ def test_pack_prompt_rankings_count_only_the_callers_prompts_and_packs(bare):
     everyone = figures(bare.pack_prompt_rankings(principal=BOSS))
     assert everyone[shared_a["id"]] == (3, 12, 3) and everyone[shared_b["id"]] == (1, 2, 1)
     assert everyone[bobs_prompt["id"]] == (1, 4, 1)
+
+
+# -- names unique per owner ----------------------------------------------------------------------
+
+
+def test_two_keys_may_create_the_same_title_and_each_key_stays_idempotent(tmp_path, demo_model_dir):
+    import httpx
+    from api_helpers import live_studio, photo_files
+
+    with live_studio(tmp_path / "home", demo_model_dir, worker=False) as (url, studio):
+        auth = {who: {"Authorization": f"Bearer {studio.create_api_key(who)}"} for who in ("ann", "bob")}
+        form = {"tune[title]": "My portrait", "tune[name]": "woman", "tune[branch]": "fast"}
+
+        def create(who: str) -> httpx.Response:
+            files = photo_files(("rachel",))
+            return httpx.post(f"{url}/tunes", data=form, files=files, headers=auth[who], timeout=120)
+
+        first = {who: create(who) for who in ("ann", "bob")}
+        assert [r.status_code for r in first.values()] == [201, 201], [r.text for r in first.values()]
+        ann, bob = first["ann"].json(), first["bob"].json()
+        assert ann["id"] != bob["id"] and ann["title"] == bob["title"] == "My portrait"
+        # The same key again: its own tune back, nothing new (Astria's idempotency by title).
+        again = create("ann")
+        assert again.status_code == 201 and again.json()["id"] == ann["id"]
+        for who, tune in (("ann", ann), ("bob", bob)):
+            assert [t["id"] for t in httpx.get(f"{url}/tunes", headers=auth[who]).json()] == [tune["id"]]
+
+
+def test_adapter_names_are_per_owner_and_tokens_resolve_to_the_owners_own(bare):
+    from photos import encode, friend
+    from PIL import Image
+
+    from studio.errors import Conflict
+    from studio.prompts import PromptRequest
+
+    faces = {ANN: "ross", BOB: "monica"}
+    for who, person in faces.items():
+        made = bare.add_adapter("style", "mine", encode(friend(person), "PNG"), principal=who)
+        assert made["owner"] == who.owner
+    with pytest.raises(Conflict):  # the same owner twice: still a conflict, named
+        bare.add_adapter("style", "mine", encode(friend("ross"), "PNG"), principal=ANN)
+    assert [a["owner"] for a in bare.list_adapters(principal=ANN)] == [ANN.owner]
+    assert bare.get_adapter("style", "mine", principal=BOB)["owner"] == BOB.owner
+    assert bare.get_adapter("style", "mine", principal=BOSS)["owner"] == ANN.owner  # an admin: the first made
+
+    base = bare.store.get_tune(1)
+    request = PromptRequest(text="<be-style:mine> a cat", steps=2).validate()
+    for who, person in faces.items():
+        resolved = bare.resolver.generate_request(base, request, seed=1, input_image=None, owner=who.owner)
+        expected = Image.open(io.BytesIO(encode(friend(person), "PNG"))).convert("RGB")
+        assert resolved.style_image.size == expected.size
+        assert resolved.style_image.convert("RGB").tobytes() == expected.tobytes(), who
+    bare.delete_adapter("style", "mine", principal=BOB)
+    assert bare.get_adapter("style", "mine", principal=ANN)["owner"] == ANN.owner  # Ann's is untouched
+
+
+def test_pack_slugs_are_per_owner_and_shared_packs_keep_theirs(bare):
+    from studio.errors import Conflict
+
+    ann = bare.create_pack(PackRequest(title="Beach", slug="beach", classes=("woman",)), principal=ANN)
+    bob = bare.create_pack(PackRequest(title="Beach", slug="beach", classes=("woman",)), principal=BOB)
+    assert ann["id"] != bob["id"]
+    assert bare.get_pack("beach", principal=ANN)["id"] == ann["id"]
+    assert bare.get_pack("beach", principal=BOB)["id"] == bob["id"]
+    with pytest.raises(Conflict):  # the same owner twice
+        bare.create_pack(PackRequest(title="Beach 2", slug="beach", classes=("woman",)), principal=ANN)
+    with pytest.raises(Conflict):  # a shared (starter) pack's slug: everyone reads that one
+        bare.create_pack(PackRequest(title="Mine", slug="corporate-headshots", classes=("woman",)), principal=ANN)
+    exported = bare.export_pack("beach", principal=BOB)
+    with pytest.raises(Conflict):
+        bare.import_pack(exported, principal=BOB)
+    imported = bare.import_pack(exported, slug="beach", principal=Principal("key:cy"))
+    assert imported["owner"] == "key:cy"
+    bare.delete_pack("beach", principal=BOB)
+    assert bare.get_pack("beach", principal=ANN)["id"] == ann["id"]
+    with pytest.raises(NotFound):
+        bare.get_pack("beach", principal=BOB)
+
+
+def test_m100_migrates_an_existing_database_keeping_rows_ids_and_triggers(tmp_path):
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from storage import Store
+    from storage.migrations import migrations
+
+    path = tmp_path / "studio.db"
+    stamp = "2026-01-01T00:00:00.000Z"
+    db = Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("PRAGMA foreign_keys = ON")
+    migrations.apply(db, stop_before="m100_names_unique_per_owner")
+    run = db.execute
+    for tune_id, owner in ((1, "key:ann"), (2, "key:bob"), (3, "key:ann")):
+        run(
+            "INSERT INTO tunes (id, title, model_type, owner, created_at, updated_at) VALUES (?, ?, 'lora', ?, ?, ?)",
+            [tune_id, f"t{tune_id}", owner, stamp, stamp],
+        )
+    run("DELETE FROM tunes WHERE id = 3")  # the newest: its id must stay used
+    run(
+        "INSERT INTO packs (id, slug, title, owner, created_at, updated_at) VALUES (4, 'p', 'P', 'key:ann', ?, ?)",
+        [stamp, stamp],
+    )
+    run("INSERT INTO pack_prompts (id, pack_id, class_name, text, created_at) VALUES (5, 4, 'man', 'x', ?)", [stamp])
+    run(
+        "INSERT INTO prompts (id, tune_id, text, orig_prompt_id, owner, created_at, updated_at) "
+        "VALUES (6, 1, 'x', 5, 'key:ann', ?, ?)",
+        [stamp, stamp],
+    )
+    run(
+        "INSERT INTO adapters (id, name, kind, path, owner, created_at) VALUES (7, 'a', 'style', 'p', 'key:ann', ?)",
+        [stamp],
+    )
+    triggers = sorted(r[0] for r in run("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall())
+    rows = {t: run(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("tunes", "packs", "adapters", "prompts")}
+    db.conn.close()
+
+    store = Store(path)  # applies m100
+    try:
+        assert not migrations.pending(store.db)
+        after = {t: [tuple(r.values()) for r in store._query(f"SELECT * FROM {t} ORDER BY id")] for t in rows}
+        assert after == rows
+        names = sorted(r["name"] for r in store._query("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        assert names == triggers and store._query("PRAGMA foreign_key_check") == []
+        # The same title, slug and name for another owner; ids continue above the deleted tune.
+        assert store.add_tune({"title": "t1", "model_type": "lora", "owner": "key:bob"}) == 4
+        assert store.add_pack({"slug": "p", "title": "P", "classes": ["man"], "owner": "key:bob"}) == 5
+        assert store.add_adapter({"name": "a", "kind": "style", "path": "p", "owner": "key:bob"}) == 8
+        assert store.add_tune_unless_titled({"title": "t1", "model_type": "lora", "owner": "key:ann"}) == (1, False)
+        for table, row in (
+            ("tunes", {"title": "t1", "model_type": "lora", "owner": "key:ann"}),
+            ("packs", {"slug": "p", "title": "P", "owner": "key:ann"}),
+            ("adapters", {"name": "a", "kind": "style", "path": "p", "owner": "key:ann"}),
+        ):
+            with pytest.raises(sqlite3.IntegrityError):
+                store._insert(
+                    table, {"created_at": stamp, **({"updated_at": stamp} if table != "adapters" else {}), **row}
+                )
+        # The triggers and cascades still act on the rebuilt tables.
+        store.add_like(6, "bob")
+        assert store.get_pack(4)["likes_count"] == 1
+        store.delete_tune(1)
+        assert store.get_prompt(6) is None
+    finally:
+        store.close()

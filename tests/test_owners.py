@@ -152,13 +152,11 @@ def test_two_api_keys_are_isolated_both_ways_and_an_admin_sees_both(tmp_path, de
                 f"{url}/tunes/1/prompts", json={"prompt": {"text": f"<faceid:{tune_id}:1> x", "steps": 2}}, headers=h
             )
             assert token.status_code == 422 and f"no tune {tune_id}" in token.json()["error"]
-            # Someone else's title is taken, not returned.
-            again = httpx.post(
-                f"{url}/tunes",
-                json={"tune": {"title": theirs[0]["title"], "name": "woman", "branch": "fast"}},
-                headers=h,
-            )
-            assert again.status_code == 409 and str(tune_id) not in again.text
+            # Titles are per owner: someone else's makes a tune of one's own, never returns theirs.
+            form = {"tune[title]": theirs[0]["title"], "tune[name]": "woman", "tune[branch]": "fast"}
+            again = httpx.post(f"{url}/tunes", data=form, files=photo_files((FACE[me],)), headers=h, timeout=120)
+            assert again.status_code == 201 and again.json()["id"] != tune_id, again.text
+            assert httpx.delete(f"{url}/tunes/{again.json()['id']}", headers=h).status_code == 200
             assert httpx.delete(f"{url}/prompts/{prompt_id}", headers=h).status_code == 404
             assert httpx.delete(f"{url}/tunes/{tune_id}", headers=h).status_code == 404
             assert httpx.get(f"{url}/tunes/{tune_id}", headers=auth[other]).status_code == 200  # still there

@@ -1,5 +1,5 @@
 """Adapters: uploaded LoRAs and the face, style and pose avatars prompt tokens name, one per
-kind and name."""
+owner, kind and name."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ class Adapters(Records):
         """Insert an adapter; `adapter` holds column values (`metadata` as a dict). Returns its id."""
         return self._insert("adapters", {"created_at": now(), **adapter})
 
-    def get_adapter(self, kind: str, name: str) -> dict | None:
-        return self._one("SELECT * FROM adapters WHERE kind = ? AND name = ?", [kind, name])
+    def get_adapter(self, kind: str, name: str, owner: str | None = None) -> dict | None:
+        """The adapter of this kind and name: `owner`'s, or (None) the first made by anyone."""
+        if owner is not None:
+            return self._one("SELECT * FROM adapters WHERE kind = ? AND name = ? AND owner = ?", [kind, name, owner])
+        return self._one("SELECT * FROM adapters WHERE kind = ? AND name = ? ORDER BY id LIMIT 1", [kind, name])
 
     def list_adapters(self, kind: str | None = None, *, owner: str | None = None) -> list[dict]:
         """Adapters by kind and name; only one kind's and/or only `owner`'s when given."""

@@ -20,8 +20,15 @@ class Packs(Records):
     def get_pack(self, pack_id: int) -> dict | None:
         return _pack_decode(self._get("packs", pack_id))
 
-    def find_pack_by_slug(self, slug: str) -> dict | None:
-        return _pack_decode(self._one("SELECT * FROM packs WHERE slug = ?", [slug]))
+    def find_pack_by_slug(self, slug: str, owner: str | None = None, *, anyone: bool = False) -> dict | None:
+        """The pack with this slug that `owner` reads: its own, else a shared one (no owner);
+        `owner` None: a shared one only. With `anyone` (an admin), else the first made by anyone."""
+        row = self._one(
+            "SELECT * FROM packs WHERE slug = ? AND (owner IS NULL OR owner = ? OR ?) "
+            "ORDER BY owner IS ? DESC, owner IS NULL DESC, id LIMIT 1",
+            [slug, owner, int(anyone), owner],
+        )
+        return _pack_decode(row)
 
     def list_packs(
         self, *, public: bool | None = None, listed: bool | None = None, owner: str | None = None

@@ -53,22 +53,24 @@ class Tunes(Records):
         return self._insert("tunes", {"created_at": stamp, "updated_at": stamp, **tune})
 
     def add_tune_unless_titled(self, tune: dict) -> tuple[int, bool]:
-        """Insert a tune unless one with its title exists. Returns (id, created): the existing
-        tune's id and False when the title is taken, so a repeated request is idempotent even
-        when two arrive at once."""
+        """Insert a tune unless its owner has one with its title. Returns (id, created): the
+        existing tune's id and False when the title is taken, so a repeated request is
+        idempotent even when two arrive at once."""
         stamp = now()
         sql, values = insert_sql("tunes", {"created_at": stamp, "updated_at": stamp, **tune})
         with self._lock, self.db.atomic():
-            row = self.db.execute(f"{sql} ON CONFLICT(title) DO NOTHING RETURNING id", values).fetchone()
+            row = self.db.execute(f"{sql} ON CONFLICT(owner, title) DO NOTHING RETURNING id", values).fetchone()
             if row is not None:
                 return row[0], True
-            return self._scalar("SELECT id FROM tunes WHERE title = ?", [tune["title"]]), False
+            owner = tune.get("owner", "local")
+            return self._scalar("SELECT id FROM tunes WHERE owner = ? AND title = ?", [owner, tune["title"]]), False
 
     def get_tune(self, tune_id: int) -> dict | None:
         return self._get("tunes", tune_id)
 
-    def find_tune_by_title(self, title: str) -> dict | None:
-        return self._one("SELECT * FROM tunes WHERE title = ?", [title])
+    def find_tune_by_title(self, title: str, owner: str) -> dict | None:
+        """`owner`'s tune (or base model, for 'local') with this title: titles are unique per owner."""
+        return self._one("SELECT * FROM tunes WHERE owner = ? AND title = ?", [owner, title])
 
     def list_tunes(
         self, *, limit: int = 100, offset: int = 0, before_id: int | None = None, owner: str | None = None

@@ -18,6 +18,7 @@ from studio.images import png_bytes, thumbnail
 from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import make_token
 from studio.runtime import Runtime
+from studio.services.lookups import named_adapter
 from studio.services.photos import Photos
 
 
@@ -44,8 +45,9 @@ class Adapters:
         checked, at most max_lora_mb; its family read from its shapes when it can be) or a
         face/style/pose image (PNG/JPEG/WEBP). A face gets its embedding now from the studio's
         face backend, so `<face:NAME>` works like a FaceID tune. Raises InvalidInput naming
-        the field, TooLarge, Conflict when the kind already has that name (names are shared by
-        the whole studio, since tokens name them). It belongs to `principal`."""
+        the field, TooLarge, Conflict when `principal` already has one of that kind and name
+        (names are unique per owner: a token resolves within its owner's adapters). It belongs
+        to `principal`."""
         if kind not in ADAPTER_KINDS:
             raise InvalidInput(f"kind '{kind}' is not one of {', '.join(ADAPTER_KINDS)}.", field="kind")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
@@ -55,7 +57,7 @@ class Adapters:
         low = -2.0 if kind == "lora" else 0.0
         if not (isinstance(weight, (int, float)) and low <= weight <= 2.0):
             raise InvalidInput(f"weight {weight!r} is out of range: use {low:g} to 2.", field="weight")
-        if self.store.get_adapter(kind, name) is not None:
+        if self.store.get_adapter(kind, name, principal.owner) is not None:
             raise Conflict(f"There is already a {kind} named '{name}': pick another name or delete it.", field="name")
         metadata: dict[str, Any] = {"trigger_words": [w.strip() for w in trigger_words if w and w.strip()]}
         if kind == "lora":
@@ -81,7 +83,7 @@ class Adapters:
 
     def get_adapter(self, kind: str, name: str, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """The adapter of this kind and name; NotFound when there is none `principal` may see."""
-        adapter = self.store.get_adapter(kind, name)
+        adapter = named_adapter(self.store, kind, name, principal)
         if adapter is None or not principal.sees(adapter["owner"]):
             raise NotFound(f"There is no {kind} named '{name}'.", field="name")
         return adapter

@@ -29,6 +29,16 @@ def any_tune(store: Store, tune_id: int, principal: Principal = LOCAL_ADMIN) -> 
     return tune
 
 
+def named_adapter(store: Store, kind: str, name: str, principal: Principal = LOCAL_ADMIN) -> dict[str, Any] | None:
+    """The adapter a token `<kind:name>` of `principal` names: its own of that name (names are
+    unique per owner, so two owners may use the same one), else for an admin, who sees all,
+    the first made by anyone; None when there is none."""
+    adapter = store.get_adapter(kind, name, principal.owner)
+    if adapter is None and principal.is_admin:
+        adapter = store.get_adapter(kind, name)
+    return adapter
+
+
 def prompt_row(store: Store, prompt_id: int, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
     prompt = store.get_prompt(prompt_id)
     if prompt is None or not principal.sees(prompt["owner"]):

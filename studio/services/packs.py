@@ -54,7 +54,7 @@ class Packs:
         NotFound for a base model not in the gallery, Conflict when the slug is taken."""
         request = packs.check_pack(request)
         self._check_pack_base(request.base_tune_id)
-        if self.store.find_pack_by_slug(request.slug):
+        if self.store.find_pack_by_slug(request.slug, principal.owner):  # its own or a shared one
             raise Conflict(f"A pack with the slug '{request.slug}' exists: choose another slug.", field="slug")
         pack_id = self.store.add_pack({**packs.pack_columns(request), "owner": principal.owner})
         return self.get_pack(pack_id, principal=principal)
@@ -68,7 +68,7 @@ class Packs:
             raise InvalidInput(f"Packs have no field(s) {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
         request = packs.check_pack(dataclasses.replace(packs.pack_request(pack), **changes))
         self._check_pack_base(request.base_tune_id)
-        other = self.store.find_pack_by_slug(request.slug)
+        other = self.store.find_pack_by_slug(request.slug, pack["owner"])
         if other and other["id"] != pack_id:
             raise Conflict(f"Another pack has the slug '{request.slug}': choose another slug.", field="slug")
         self.store.update_pack(pack_id, **packs.pack_columns(request))
@@ -266,7 +266,7 @@ class Packs:
         request, prompts, prompt_images, cover = packs.parse_document(document)
         request = packs.check_pack(dataclasses.replace(request, slug=slug)) if slug else request
         self._check_pack_base(request.base_tune_id)
-        if self.store.find_pack_by_slug(request.slug):
+        if self.store.find_pack_by_slug(request.slug, owner):
             raise Conflict(f"A pack with the slug '{request.slug}' exists: import with another slug.", field="slug")
         # Read and check every image before storing any, so a bad file leaves nothing behind.
         blobs = {ref: packs.image_bytes(ref, folder) for ref in {*prompt_images, cover} - {None}}
@@ -427,7 +427,7 @@ class Packs:
         ]
 
     def load_starter_packs(self) -> None:
-        """Import each starter pack in assets/packs/ whose slug is not in the studio yet."""
+        """Import each starter pack in assets/packs/ whose slug no shared pack has yet."""
         for path in sorted((ASSETS / "packs").glob("*.json")):
             slug = json.loads(path.read_text()).get("slug")
             if not self.store.find_pack_by_slug(slug):
@@ -437,7 +437,10 @@ class Packs:
     def _pack_row(self, pack_id: int | str, principal: Principal = LOCAL_ADMIN, *, change: bool = False) -> dict:
         """The pack `principal` may read (a shared one, or its own), or may change (`change`:
         its own; a shared one only as an admin)."""
-        pack = self.store.find_pack_by_slug(pack_id) if isinstance(pack_id, str) else self.store.get_pack(pack_id)
+        if isinstance(pack_id, str):
+            pack = self.store.find_pack_by_slug(pack_id, principal.owner, anyone=principal.is_admin)
+        else:
+            pack = self.store.get_pack(pack_id)
         if pack is None or (pack["owner"] is not None and not principal.sees(pack["owner"])):
             raise NotFound(f"Pack {pack_id!r} does not exist: list packs to see their ids and slugs.", field="pack_id")
         if change and pack["owner"] is None and not principal.is_admin:

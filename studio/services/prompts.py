@@ -19,11 +19,11 @@ from studio.domain import ADAPTER_KINDS, CANCELED, FAILED, QUEUING, RUNNING, SUC
 from studio.errors import Canceled, Conflict, InvalidInput, NotFound, StudioError, Unavailable
 from studio.images import png_bytes
 from studio.jobs import JobContext, check_callback_url
-from studio.principals import LOCAL_ADMIN, Principal
+from studio.principals import LOCAL_ADMIN, Principal, principal_for
 from studio.prompts import PromptError, PromptRequest, parse_prompt
 from studio.runtime import Runtime
 from studio.services.likeness import Likeness
-from studio.services.lookups import any_tune, prompt_row, still_there
+from studio.services.lookups import any_tune, named_adapter, prompt_row, still_there
 from studio.services.photos import Photos
 from studio.services.queue import JobQueue
 from studio.services.resolution import PromptResolver
@@ -84,7 +84,7 @@ class Prompts:
         seed = request.seed if request.seed is not None else random_seed()
         ready = tune["status"] == SUCCESS
         if ready:
-            self.resolver.generate_request(tune, request, seed=seed, input_image=image)
+            self.resolver.generate_request(tune, request, seed=seed, input_image=image, owner=owner)
         params = {**request.params(), "seed": seed}
         if image is not None:
             params["input_image_path"] = self.files.put(png_bytes(image), "photos", ".png")
@@ -112,16 +112,19 @@ class Prompts:
         every prompt on it, an admin's included), else (a base model) `principal`. A token
         naming someone else's tune reads as one that does not exist."""
         tune = any_tune(self.store, tune_id, principal)
+        owner = principal.owner if tune["model_type"] == "checkpoint" else tune["owner"]
+        # Names resolve within the prompt owner's adapters (when it runs, too).
+        resolves = principal_for(owner, self.settings.admins)
         for ref in parse_prompt(request.text).references:
             if ref.tune_id is not None:
                 named = self.store.get_tune(ref.tune_id)
                 if named is not None and named["model_type"] != "checkpoint" and not principal.sees(named["owner"]):
                     raise PromptError(f"{ref.token}: there is no tune {ref.ref}.")
             elif ref.kind in ADAPTER_KINDS:
-                adapter = self.store.get_adapter(ref.kind, ref.ref)
-                if adapter is not None and not principal.sees(adapter["owner"]):
+                adapter = named_adapter(self.store, ref.kind, ref.ref, resolves)
+                if adapter is None and self.store.get_adapter(ref.kind, ref.ref) is not None:
                     raise PromptError(f"{ref.token}: there is no {ref.kind} named '{ref.ref}'.")
-        return principal.owner if tune["model_type"] == "checkpoint" else tune["owner"]
+        return owner
 
     def run_prompt(
         self,
@@ -154,7 +157,11 @@ class Prompts:
             if params.get("input_image_path"):
                 image = self.photos.decode_image(self.files.read(params["input_image_path"]), "input_image")
             generate = self.resolver.generate_request(
-                self.resolver.prompt_tune(prompt["tune_id"]), request, seed=params["seed"], input_image=image
+                self.resolver.prompt_tune(prompt["tune_id"]),
+                request,
+                seed=params["seed"],
+                input_image=image,
+                owner=prompt["owner"],
             )
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop

@@ -14,6 +14,7 @@ from storage import FileStore, Store
 from studio.config import Settings
 from studio.domain import CANCELED, FAILED, SD15, SDXL, SUCCESS
 from studio.errors import Conflict, NotFound
+from studio.principals import LOCAL, Principal, principal_for
 from studio.prompts import (
     ParsedPrompt,
     PromptError,
@@ -24,6 +25,7 @@ from studio.prompts import (
     format_weight,
     parse_prompt,
 )
+from studio.services.lookups import named_adapter
 from studio.services.models import DEMO_SOURCE, BaseModels
 from studio.services.photos import Photos
 
@@ -46,8 +48,11 @@ class PromptResolver:
             raise Conflict(f"Tune {tune_id} is {tune['status']}: it cannot make images; train a new one.")
         return tune
 
-    def generate_request(self, tune: dict[str, Any], request: PromptRequest, *, seed: int, input_image) -> Any:
-        """Resolve a prompt's tokens and defaults into the engine's request.
+    def generate_request(
+        self, tune: dict[str, Any], request: PromptRequest, *, seed: int, input_image, owner: str = LOCAL
+    ) -> Any:
+        """Resolve a prompt's tokens and defaults into the engine's request. Adapter names
+        resolve within the adapters of `owner`, the prompt's owner (see `named_adapter`).
 
         The tune's own LoRA or FaceID applies when the text does not name it. Raises
         PromptError (unknown LoRA, a faceid tune used as a LoRA, one face/style/pose at most…),
@@ -59,11 +64,12 @@ class PromptResolver:
         sources = self.models.adapter_sources(base)
         # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
         parsed = parse_prompt(request.text)
+        principal = principal_for(owner, self.settings.admins)
         references = [*parsed.references, *self._implicit_references(tune, parsed)]
         loras, triggers, single = [], [], {}
         for ref in references:
             if ref.kind == "lora":
-                name, path, weight, words = self._resolve_lora(ref, base)
+                name, path, weight, words = self._resolve_lora(ref, base, principal)
                 loras.append((name, path, weight))
                 triggers += words
                 continue
@@ -88,14 +94,14 @@ class PromptResolver:
         # 4. Adapters with their inputs; an input image is a control image, a start image or both.
         options: dict[str, Any] = {}
         if "face" in single:
-            embedding, adapter, scale = self._resolve_face(single["face"], base, sources)
+            embedding, adapter, scale = self._resolve_face(single["face"], base, sources, principal)
             options.update(faceid_embedding=embedding, faceid_adapter=adapter, faceid_scale=scale)
         if "style" in single:
-            image, scale = self._adapter_image("style", single["style"])
+            image, scale = self._adapter_image("style", single["style"], principal)
             options.update(style_image=image, style_adapter=sources["style"], style_scale=scale)
             options["image_encoder"] = sources["image_encoder"]
         if "pose" in single:
-            image, scale = self._adapter_image("pose", single["pose"])
+            image, scale = self._adapter_image("pose", single["pose"], principal)
             options.update(control_image=image, controlnet=sources["controlnet"]["pose"])
             options["controlnet_conditioning_scale"] = scale
         if input_image is not None and request.controlnet:
@@ -157,7 +163,9 @@ class PromptResolver:
             raise Conflict(f"{ref.token}: tune {ref.ref} is {tune['status']}; use it once it is trained.", field="text")
         return tune
 
-    def _resolve_lora(self, ref: Reference, base: dict[str, Any]) -> tuple[str, str, float, list[str]]:
+    def _resolve_lora(
+        self, ref: Reference, base: dict[str, Any], principal: Principal
+    ) -> tuple[str, str, float, list[str]]:
         """(name, absolute weights path, weight, trigger words) for a LoRA token."""
         if ref.tune_id is not None:
             tune = self._referenced_tune(ref, "lora")
@@ -167,7 +175,7 @@ class PromptResolver:
             name, path, words = tune["title"], tune["weights_path"], [tune.get("token") or "ohwx"]
             weight = ref.weight
         else:
-            adapter = self.store.get_adapter("lora", ref.ref)
+            adapter = named_adapter(self.store, "lora", ref.ref, principal)
             if adapter is None:
                 raise PromptError(f"{ref.token}: unknown LoRA '{ref.ref}'; upload it under Adapters or use a tune id.")
             family, name, path = adapter["family"], ref.ref, adapter["path"]
@@ -186,7 +194,7 @@ class PromptResolver:
         return (base or self.models.default_base_model())["family"]
 
     def _resolve_face(
-        self, ref: Reference, base: dict[str, Any], sources: dict
+        self, ref: Reference, base: dict[str, Any], sources: dict, principal: Principal
     ) -> tuple[tuple[float, ...], str, float]:
         """(unit face embedding, FaceID adapter for its size, scale) for a faceid or face token."""
         if ref.kind == "faceid":
@@ -195,7 +203,7 @@ class PromptResolver:
                 raise Conflict(f"{ref.token}: tune {ref.ref} has no reference embedding yet.", field="text")
             path, weight = tune["embedding_path"], ref.weight
         else:
-            adapter = self.store.get_adapter("face", ref.ref)
+            adapter = named_adapter(self.store, "face", ref.ref, principal)
             if adapter is None:
                 raise PromptError(f"{ref.token}: unknown face '{ref.ref}'; save it under Adapters first.")
             path, weight = adapter["metadata"]["embedding_path"], _weight(ref, adapter)
@@ -213,9 +221,9 @@ class PromptResolver:
             )
         return tuple(float(v) for v in vector), adapters[str(vector.size)], weight
 
-    def _adapter_image(self, kind: str, ref: Reference) -> tuple[Any, float]:
+    def _adapter_image(self, kind: str, ref: Reference, principal: Principal) -> tuple[Any, float]:
         """(image, scale) of a saved style or pose."""
-        adapter = self.store.get_adapter(kind, ref.ref)
+        adapter = named_adapter(self.store, kind, ref.ref, principal)
         if adapter is None:
             raise PromptError(f"{ref.token}: unknown {kind} '{ref.ref}'; save it under Adapters first.")
         return self.photos.decode_image(self.files.read(adapter["path"]), kind), _weight(ref, adapter)

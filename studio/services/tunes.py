@@ -106,7 +106,7 @@ class Tunes:
         for spec in request.prompts:
             check_callback_url(spec.callback, "prompts_attributes.callback", allow_private=private)
             PromptRequest.from_dict(_prompt_fields(spec)).validate()
-        existing = self.store.find_tune_by_title(request.title.strip())
+        existing = self.store.find_tune_by_title(request.title.strip(), principal.owner)
         if existing is not None:
             return self._same_title(existing["id"], principal)
         # 2. The base model and the photos.
@@ -135,9 +135,8 @@ class Tunes:
         return {**self.views.tune_json(tune_id, principal=principal), "rejections": [r.to_json() for r in rejections]}
 
     def _same_title(self, tune_id: int, principal: Principal) -> dict[str, Any]:
-        """Astria's idempotency: a title in use answers with its tune, when it is the caller's.
-        Titles are unique in the whole studio, so someone else's is a conflict that names
-        nothing of that tune."""
+        """Astria's idempotency: a title in use answers with its tune. Titles are unique per
+        owner, so it is the caller's own; a base model's title (the local admin's) is a conflict."""
         tune = self.store.get_tune(tune_id)
         if tune is None or tune["model_type"] == "checkpoint" or not principal.sees(tune["owner"]):
             raise Conflict("That title is taken: give the tune another title.", field="title")
