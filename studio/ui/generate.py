@@ -21,7 +21,7 @@ import gradio as gr
 
 from studio.core import Studio
 from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES, SUCCESS, TRAINING
-from studio.errors import InvalidInput, NotFound
+from studio.errors import InvalidInput, NotFound, StudioError
 from studio.likeness import describe
 from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
 from studio.ui.board import describe_params, viewer
@@ -213,7 +213,13 @@ def build(studio: Studio, ctx: Context) -> None:
         if not path:
             return None
         [(_, data)] = read_uploads(path)
-        return _clean_input(studio.decode_image(data, "input_image"))
+        try:
+            image = studio.decode_image(data, "input_image")
+        except StudioError as error:
+            # The original is gone already: the form must not keep pointing at it.
+            gr.Warning(html.escape(error.message, quote=False))
+            return None
+        return _clean_input(image)
 
     @guard
     def on_rerun(prompt_id: int | None, index: int | None):
@@ -378,7 +384,10 @@ def _input_bytes(path: str | None) -> bytes | None:
     if not path:
         return None
     if Path(path).name == CLEAN_INPUT:
-        return Path(path).read_bytes()
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:  # swept from Gradio's cache after a long while
+            raise InvalidInput("The input image has expired: upload it again.", field="input_image") from None
     [(_, data)] = read_uploads(path)
     return data
 
