@@ -1,15 +1,22 @@
 """How much does the studio add to a LoRA training step? Times `studio.training.train_lora`, run
 through a real job context (progress written to SQLite, cancel checked every step), against a
-bare peft training loop doing the same work (cached latents and prompt embedding, DDPM noise,
-MSE on the noise, AdamW) on the same tiny model, in the same run.
+bare peft training loop doing the same work on the same model, in the same run. Two rows:
 
-    .venv/bin/python bench/train.py                   # the embedded demo model, 200 steps at 64 px
-    .venv/bin/python bench/train.py --steps 400 --size 128 --batch 2
+- sd15: the embedded demo model; cached latents and prompt embedding, DDPM noise, MSE on the
+  noise, AdamW.
+- flux1: a FLUX.1 [dev]-shaped pipeline with the real block layout (double-stream blocks, then
+  twice as many single-stream blocks, 128-wide attention heads, FLUX.1's RoPE axes, guidance
+  embedding, T5's 512 prompt tokens) at reduced depth and width, so a CPU finishes in minutes;
+  cached latents and prompt, logit-normal timesteps, flow-matching velocity loss, AdamW.
+
+    .venv/bin/python bench/train.py                   # both rows
+    .venv/bin/python bench/train.py --rows flux1 --flux-steps 60
+    .venv/bin/python bench/train.py --rows sd15 --steps 400 --size 128 --batch 2
 
 Each measurement runs in a fresh child process (so peak memory is that run's own), bare and
 studio alternating, `--repeats` times each, each child training `--rounds` times; the best
 seconds per step of each variant is compared (other work on the machine only slows runs). The
-target (issue 5) is studio / bare <= 1.10. Peak memory is the child's peak RSS (and the peak
+target is studio / bare <= 1.10 for each row. Peak memory is the child's peak RSS (and the peak
 CUDA allocation on a GPU). Checkpoints and samples are off in both, as the bare loop has none.
 """
 
@@ -46,6 +53,38 @@ def photos(count: int):
     ]
 
 
+#: The Flux row's transformer: FLUX.1's layout (1 double : 2 single blocks, 128-wide heads,
+#: RoPE axes 16/56/56, guidance embedding) at 2 + 4 blocks of 2 heads.
+FLUX_LAYERS, FLUX_HEADS = (2, 4), 2
+
+
+def build_flux_model(folder: Path) -> str:
+    """Write the Flux row's pipeline: the tiny FLUX.1 demo's VAE, text encoders and tokenizers
+    with a transformer of FLUX.1's block layout at reduced depth and width."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    from studio.demo_flux import build_flux1_pipeline
+
+    pipe = build_flux1_pipeline(layers=FLUX_LAYERS)
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=pipe.transformer.config.in_channels,
+        num_layers=FLUX_LAYERS[0],
+        num_single_layers=FLUX_LAYERS[1],
+        attention_head_dim=128,
+        num_attention_heads=FLUX_HEADS,
+        joint_attention_dim=pipe.transformer.config.joint_attention_dim,
+        pooled_projection_dim=pipe.transformer.config.pooled_projection_dim,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 56, 56),
+    )
+    pipe.register_modules(transformer=transformer)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
 def run_studio(model: str, args) -> float:
     """train_lora with the job worker's own progress and cancel callables."""
     from storage import Store
@@ -57,6 +96,7 @@ def run_studio(model: str, args) -> float:
         instance_prompt=PROMPT,
         max_train_steps=args.steps,
         size=(args.size, args.size),
+        mixed_precision="no",
         rank=args.rank,
         train_batch_size=args.batch,
         learning_rate=1e-4,
@@ -71,7 +111,7 @@ def run_studio(model: str, args) -> float:
         context = JobContext(store, store.claim_job())
         result = train_lora(
             model,
-            "sd15",
+            args.family,
             photos(args.images),
             settings,
             Path(scratch) / "out",
@@ -131,10 +171,69 @@ def run_bare(model: str, args) -> float:
     return (time.perf_counter() - started) / args.steps
 
 
+def run_bare_flux(model: str, args) -> float:
+    """The same flow-matching step written the plain way (diffusers' Flux DreamBooth recipe)."""
+    import numpy as np
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from diffusers.training_utils import cast_training_params, compute_density_for_timestep_sampling
+    from peft import LoraConfig
+
+    from studio.families import FAMILIES
+    from studio.training import lora_target_modules
+
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")  # fmt: skip
+    pipe = FluxPipeline.from_pretrained(model).to(device)
+    transformer, vae = pipe.transformer, pipe.vae
+    for module in (transformer, vae, pipe.text_encoder, pipe.text_encoder_2):
+        module.requires_grad_(False)
+    torch.manual_seed(1)
+    targets = lora_target_modules(transformer, FAMILIES["flux1"].lora_targets)
+    transformer.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
+                                       target_modules=targets))  # fmt: skip
+    cast_training_params(transformer, dtype=torch.float32)
+    optimizer = torch.optim.AdamW([p for p in transformer.parameters() if p.requires_grad], lr=1e-4)
+    images = [np.asarray(p.resize((args.size, args.size)), dtype=np.float32) / 127.5 - 1 for p in photos(args.images)]
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
+    with torch.no_grad():
+        dist = vae.encode(pixels).latent_dist
+        embeds, pooled, text_ids = pipe.encode_prompt(PROMPT, prompt_2=None, device=device, max_sequence_length=512)
+    schedule = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    generator = torch.Generator().manual_seed(1)
+    _, channels, height, width = dist.mean.shape
+    img_ids = pipe._prepare_latent_image_ids(1, height // 2, width // 2, device, torch.float32)
+    guidance = torch.full((args.batch,), 3.5, device=device)
+    transformer.train()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        batch = torch.randint(0, len(images), (args.batch,), generator=generator).tolist()
+        latents = dist.mean[batch] + dist.std[batch] * torch.randn(dist.mean[batch].shape, generator=generator)
+        latents = (latents.to(device) - vae.config.shift_factor) * vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        u = compute_density_for_timestep_sampling("logit_normal", args.batch, logit_mean=0.0, logit_std=1.0,
+                                                  generator=generator)  # fmt: skip
+        indices = (u * 1000).long()
+        sigmas = schedule.sigmas[indices].to(device).view(-1, 1, 1, 1)
+        noisy = (1 - sigmas) * latents + sigmas * noise
+        pack = lambda x: pipe._pack_latents(x, args.batch, channels, height, width)  # noqa: E731
+        prediction = transformer(hidden_states=pack(noisy), timestep=schedule.timesteps[indices].to(device) / 1000,
+                                 guidance=guidance, pooled_projections=pooled.repeat(args.batch, 1),
+                                 encoder_hidden_states=embeds.repeat(args.batch, 1, 1), txt_ids=text_ids,
+                                 img_ids=img_ids, return_dict=False)[0]  # fmt: skip
+        ((prediction.float() - pack(noise - latents).float()) ** 2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / args.steps
+
+
 def child(kind: str, model: str, args) -> None:
     import torch
 
-    run = run_studio if kind == "studio" else run_bare
+    bare = run_bare_flux if args.family == "flux1" else run_bare
+    run = run_studio if kind == "studio" else bare
     seconds = min(run(model, args) for _ in range(args.rounds))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
@@ -143,15 +242,19 @@ def child(kind: str, model: str, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--rows", default="sd15,flux1", help="comma-separated: sd15, flux1")
+    parser.add_argument("--steps", type=int, default=200, help="sd15 row")
+    parser.add_argument("--size", type=int, default=64, help="sd15 row")
+    parser.add_argument("--flux-steps", type=int, default=30, help="flux1 row")
+    parser.add_argument("--flux-size", type=int, default=128, help="flux1 row")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="child processes per variant")
     parser.add_argument("--rounds", type=int, default=3, help="training runs per child (its best counts)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--model", help="a diffusers SD 1.5 folder (default: the embedded demo model)")
+    parser.add_argument("--model", help="a diffusers SD 1.5 folder for the sd15 row (default: the embedded demo)")
+    parser.add_argument("--family", default="sd15", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("studio", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -160,34 +263,44 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as scratch:
-        model = args.model
-        if model is None:
-            from studio.demo_model import ensure_demo_model
+        for row in args.rows.split(","):
+            if row == "flux1":
+                model = build_flux_model(Path(scratch) / "flux1")
+                steps, size = args.flux_steps, args.flux_size
+            else:
+                model = args.model
+                if model is None:
+                    from studio.demo_model import ensure_demo_model
 
-            model = str(ensure_demo_model(Path(scratch) / "demo"))
-        forwarded = [
-            f"--{k}={getattr(args, k)}" for k in ("steps", "size", "batch", "rank", "images", "device", "rounds")
-        ]
-        results: dict[str, list[dict]] = {"bare": [], "studio": []}
-        for _ in range(args.repeats):
-            for kind in ("bare", "studio"):
-                out = subprocess.run(
-                    [sys.executable, __file__, f"--child={kind}", f"--model={model}", *forwarded],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=ROOT,
-                )
-                results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    model = str(ensure_demo_model(Path(scratch) / "demo"))
+                steps, size = args.steps, args.size
+            forwarded = [f"--{k}={getattr(args, k)}" for k in ("batch", "rank", "images", "device", "rounds")]
+            forwarded += [f"--family={row}", f"--steps={steps}", f"--size={size}"]
+            results: dict[str, list[dict]] = {"bare": [], "studio": []}
+            for _ in range(args.repeats):
+                for kind in ("bare", "studio"):
+                    out = subprocess.run(
+                        [sys.executable, __file__, f"--child={kind}", f"--model={model}", *forwarded],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        cwd=ROOT,
+                    )
+                    results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            report(row, steps, size, args, results)
+
+
+def report(row: str, steps: int, size: int, args, results: dict[str, list[dict]]) -> None:
     best = {kind: min(r["seconds_per_step"] for r in runs) for kind, runs in results.items()}
-    print(f"LoRA training, {args.steps} steps at {args.size} px, batch {args.batch}, rank {args.rank}:")
+    shape = "FLUX.1-shaped (2 double + 4 single blocks)" if row == "flux1" else "SD 1.5 demo"
+    print(f"{row}: LoRA training, {shape}, {steps} steps at {size} px, batch {args.batch}, rank {args.rank}:")
     for kind in ("bare", "studio"):
         runs = results[kind]
-        steps = ", ".join(f"{r['seconds_per_step'] * 1000:.1f}" for r in runs)
+        steps_ms = ", ".join(f"{r['seconds_per_step'] * 1000:.1f}" for r in runs)
         rss = max(r["peak_rss_mb"] for r in runs)
         cuda = runs[0]["peak_cuda_mb"]
         memory = f"peak RSS {rss:.0f} MB" + (f", peak CUDA {cuda:.0f} MB" if cuda is not None else "")
-        print(f"  {kind:6s}: best {best[kind] * 1000:.1f} ms/step (runs: {steps}); {memory}")
+        print(f"  {kind:6s}: best {best[kind] * 1000:.1f} ms/step (runs: {steps_ms}); {memory}")
     ratio = best["studio"] / best["bare"]
     print(f"  studio / bare = {ratio:.3f}  (target <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
 

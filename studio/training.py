@@ -1,7 +1,7 @@
 """LoRA training with peft: the torch flow that runs a `TrainSettings` plan.
 
-`train_lora` trains a LoRA on a base model's UNet (optionally its text encoder(s)) and writes
-it in diffusers format with `modelspec.*` / `ss_*` metadata, a kohya/A1111 copy, and
+`train_lora` trains a LoRA on a base model's denoiser (the SD UNet or the Flux transformer;
+optionally its text encoder(s)) and writes it in diffusers format with `modelspec.*` / `ss_*` metadata, a kohya/A1111 copy, and
 intermediate checkpoints with a sample image each, and the state to resume from each
 intermediate checkpoint (`resume_from`), so a killed training loses at most
 `checkpointing_steps` steps. It takes explicit arguments (model folder, family, images,
@@ -28,7 +28,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from studio.errors import InvalidInput
-from studio.tune_requests import TrainSettings
+from studio.families import FAMILIES, TRAINING
+from studio.training_objectives import OBJECTIVES
+from studio.tune_requests import TrainSettings, check_family_settings
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +72,12 @@ class ResumeStateError(ValueError):
 
 # -- LoRA training ---------------------------------------------------------------------------
 
-_UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-_TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-_ARCHITECTURE = {"sd15": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-base"}
-_SS_BASE_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_NAME = "lora_kohya.safetensors"
 #: Beside an intermediate checkpoint's weights: optimizer moments and the noise generator's
 #: state as tensors, the rest (step, LR schedule, image order, recent losses) as JSON metadata.
 RESUME_NAME = "resume_state.safetensors"
 _RESUME_VERSION = 1
-_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 
 def train_lora(
@@ -99,7 +96,15 @@ def train_lora(
     resume_from: Path | None = None,
 ) -> TrainedLora:
     """Train a DreamBooth LoRA on `model` (a diffusers folder, hub id, or single `.safetensors`
-    checkpoint of `family` 'sd15' or 'sdxl') from PIL `images`, into `output_dir`.
+    checkpoint of `family`: 'sd15', 'sdxl', 'flux1' or 'flux2') from PIL `images`, into
+    `output_dir`.
+
+    The family decides what trains and how (`studio.families`): the SD UNet on DDPM noise
+    (epsilon or v prediction, as its scheduler says); the Flux transformer on the flow-matching
+    objective (velocity `noise - latents` at sigmas drawn by `settings.weighting_scheme`,
+    logit-normal by default, FLUX.1 [dev]'s guidance embedding fed its default guidance). The
+    prompt and the photos are encoded once; a Flux family's text encoders that do not train
+    are dropped once the prompt is encoded. Optionally the text encoder(s) train too.
 
     The same model, images and settings (seed included) give the same weights on one machine.
     `on_step(step, total)` follows every optimiser step; `should_stop()` is checked after each
@@ -116,65 +121,77 @@ def train_lora(
     reproducible as its kernels). ResumeStateError, before the base model loads where it can
     tell, when the checkpoint is missing, damaged or from other settings."""
     import torch
-    import torch.nn.functional as F
-    from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
     # 1. Check inputs (a checkpoint to resume from is read and checked whole), choose the device
     #    and precision.
-    if family not in _ARCHITECTURE:
-        raise InvalidInput(f"LoRA training supports the families sd15 and sdxl, not {family!r}.", field="base_tune_id")
+    fam, facts = _trainable_family(family)
     if not images:
         raise InvalidInput("Training needs at least one photo.", field="images")
+    check_family_settings(settings, family)
     resume = _read_resume_state(Path(resume_from), settings) if resume_from is not None else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device, weight_dtype = _device_and_dtype(device, settings.mixed_precision)
     autocast = torch.autocast(device.type, dtype=weight_dtype, enabled=weight_dtype != torch.float32)
 
-    # 2. Load the base model and freeze it; add LoRA adapters to the UNet (and text encoders).
-    pipe = load_pipeline(model, family, dtype=weight_dtype).to(device)
+    # 2. Load the base model and freeze it; add LoRA adapters to the denoiser (and text
+    #    encoders). Text encoders that are dropped after encoding the prompt go to the device
+    #    first and the denoiser after them, so the two never need the memory at once.
+    pipe = load_pipeline(model, family, dtype=weight_dtype)
     pipe.set_progress_bar_config(disable=True)
-    text_encoders = [te for te in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if te is not None]
-    for module in (pipe.unet, pipe.vae, *text_encoders):
+    denoiser = getattr(pipe, fam.denoiser)
+    text_encoders = {n: getattr(pipe, n) for n in _TEXT_ENCODERS if getattr(pipe, n, None) is not None}
+    trained_text = facts.text_lora_components if settings.train_text_encoder else ()
+    dropped = [n for n in text_encoders if n not in trained_text] if facts.free_text_encoders else []
+    if dropped:
+        for module in (pipe.vae, *text_encoders.values()):
+            module.to(device)
+    else:
+        pipe.to(device)
+    for module in (denoiser, pipe.vae, *text_encoders.values()):
         module.requires_grad_(False)
     torch.manual_seed(settings.seed)  # the adapters' initial weights
     lora = {"r": settings.rank, "lora_alpha": settings.rank, "init_lora_weights": "gaussian"}
-    pipe.unet.add_adapter(LoraConfig(target_modules=_UNET_TARGETS, **lora))
-    trained = [pipe.unet]
-    if settings.train_text_encoder:
-        for te in text_encoders:
-            te.add_adapter(LoraConfig(target_modules=_TEXT_TARGETS, **lora))
-        trained += text_encoders
-    use_checkpointing = settings.gradient_checkpointing
-    if use_checkpointing is None:
-        use_checkpointing = device.type == "cuda"
-    if use_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-        for te in text_encoders if settings.train_text_encoder else ():
-            te.gradient_checkpointing_enable()
-    cast_training_params(trained, dtype=torch.float32)
-    params = [p for module in trained for p in module.parameters() if p.requires_grad]
+    denoiser.add_adapter(LoraConfig(target_modules=lora_target_modules(denoiser, fam.lora_targets), **lora))
+    components = [(fam.denoiser, denoiser)]
+    for name in trained_text:
+        text_encoders[name].add_adapter(LoraConfig(target_modules=list(fam.text_lora_targets), **lora))
+        components.append((name, text_encoders[name]))
+    trained = [module for _, module in components]
 
-    # 3. Cache what does not change: the latent distribution of every image, and the prompt
-    #    embeddings unless the text encoder trains.
-    generator = torch.Generator().manual_seed(settings.seed)
+    # 3. Cache what does not change: the prompt's encoding (what of it does not train), and the
+    #    latent distribution of every image; then the denoiser takes the dropped encoders' place.
+    flow = OBJECTIVES[facts.latent_format](pipe, fam, settings, device)
+    with torch.no_grad(), autocast:
+        flow.encode_prompt(train_text=bool(trained_text))
     pixels = _pixels(images, settings.size).to(device, dtype=weight_dtype)
     with torch.no_grad(), autocast:
         dists = [pipe.vae.encode(pixels[i : i + 4]).latent_dist for i in range(0, len(pixels), 4)]
     latent_mean = torch.cat([d.mean for d in dists]).float()
     latent_std = torch.cat([d.std for d in dists]).float()
-    scaling = pipe.vae.config.scaling_factor
     del pixels, dists
-    cached = None
-    if not settings.train_text_encoder:
-        with torch.no_grad(), autocast:
-            cached = _encode_prompt(pipe, family, settings.instance_prompt, device)
+    for name in dropped:  # the prompt is encoded: the big text encoders are not needed again
+        text_encoders.pop(name).to("cpu")
+        setattr(pipe, name, None)
+    if dropped:
+        _free_memory(device)
+        denoiser.to(device)
+    use_checkpointing = settings.gradient_checkpointing
+    if use_checkpointing is None:
+        use_checkpointing = device.type == "cuda"
+    if use_checkpointing:
+        denoiser.enable_gradient_checkpointing()
+        for name in trained_text:
+            text_encoders[name].gradient_checkpointing_enable()
+    cast_training_params(trained, dtype=torch.float32)
+    params = [p for module in trained for p in module.parameters() if p.requires_grad]
+    generator = torch.Generator().manual_seed(settings.seed)
 
-    # 4. Optimiser, learning-rate schedule and training noise schedule; a resumed run restores
-    #    them, the LoRA weights, the image order and the noise generator from its checkpoint.
+    # 4. Optimiser and learning-rate schedule; a resumed run restores them, the LoRA weights,
+    #    the image order and the noise generator from its checkpoint.
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     lr_schedule = get_scheduler(
         settings.lr_scheduler,
@@ -182,49 +199,31 @@ def train_lora(
         num_warmup_steps=settings.lr_warmup_steps,
         num_training_steps=settings.max_train_steps,
     )
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     scaler = torch.amp.GradScaler(device.type, enabled=weight_dtype == torch.float16)
-    width, height = settings.size
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=weight_dtype)
     order: list[int] = []
     losses: list = []  # detached loss tensors: reading each as a float would sync a GPU every step
     start = 0
     if resume is not None:
-        order, losses = _apply_resume_state(resume, trained, optimizer, lr_schedule, scaler, generator, device)
+        order, losses = _apply_resume_state(
+            resume, components, facts.lora_naming, optimizer, lr_schedule, scaler, generator, device
+        )
         start = resume.step
         log.info("resuming the training from its checkpoint at step %s of %s", start, settings.max_train_steps)
 
-    # 5. Train: sample a batch from the cached latents, add noise at random timesteps, predict
-    #    it, step. Images are visited in shuffled rounds, so each is seen equally often.
+    # 5. Train: sample a batch from the cached latents, noise it at random timesteps, predict,
+    #    step. Images are visited in shuffled rounds, so each is seen equally often.
     checkpoints: list[Checkpoint] = []
-    pipe.unet.train()
+    denoiser.train()
     started = time.perf_counter()
     for step in range(start + 1, settings.max_train_steps + 1):
         while len(order) < settings.train_batch_size:
             order += torch.randperm(len(latent_mean), generator=generator).tolist()
         batch, order = order[: settings.train_batch_size], order[settings.train_batch_size :]
         mean, std = latent_mean[batch], latent_std[batch]
-        latents = (mean + std * torch.randn(mean.shape, generator=generator).to(device)) * scaling
-        noise = torch.randn(latents.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
-        timesteps = timesteps.to(device)
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        latents = flow.latents(mean + std * torch.randn(mean.shape, generator=generator).to(device))
         with autocast:
-            embeds, pooled = cached or _encode_prompt(pipe, family, settings.instance_prompt, device)
-            extra = {}
-            if family == "sdxl":
-                extra = {
-                    "added_cond_kwargs": {
-                        "text_embeds": pooled.repeat(len(batch), 1),
-                        "time_ids": time_ids.repeat(len(batch), 1),
-                    }
-                }
-            prediction = pipe.unet(noisy, timesteps, embeds.repeat(len(batch), 1, 1), **extra).sample
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
-        loss = F.mse_loss(prediction.float(), target.float())
+            prediction, target, weighting = flow.predict(latents, generator)
+        loss = flow.loss(prediction, target, weighting)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -252,8 +251,10 @@ def train_lora(
                 num_images=len(images),
                 step=step,
             )
-            weights = _save_lora(trained, folder / WEIGHTS_NAME, meta)
-            sample = _sample(pipe, settings, folder / "sample.png", autocast) if settings.sample_steps else None
+            weights = _save_lora(components, facts.lora_naming, folder / WEIGHTS_NAME, meta)
+            sample = None
+            if settings.sample_steps:
+                sample = _sample(pipe, denoiser, flow.sample_inputs, settings, folder / "sample.png", autocast)
             resume_state = None
             if not last:
                 resume_state = _save_resume_state(
@@ -284,13 +285,56 @@ def train_lora(
     )
 
 
-def load_pipeline(model: str | Path, family: str, *, dtype: Any = None):
-    """The base model's diffusers pipeline: a folder or hub id with `from_pretrained`, a single
-    `.safetensors` checkpoint with `from_single_file`; pickled checkpoints are refused."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
-    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+
+def _trainable_family(family: str):
+    """The facts of `family`, or InvalidInput naming the families LoRAs train on."""
+    if family not in TRAINING:
+        raise InvalidInput(
+            f"LoRA training supports the families {', '.join(TRAINING)}, not {family!r}.", field="base_tune_id"
+        )
+    return FAMILIES[family], TRAINING[family]
+
+
+def lora_target_modules(model, targets: Sequence[str]) -> list[str]:
+    """The module names a LoRA on `targets` adapts in `model`. peft matches a bare name at the
+    end of any module path, which on Flux also catches modules that must stay as they are (the
+    top-level `proj_out`, FLUX.2's `to_out` lists); so where the bare names would catch more
+    than the Linear layers inside the blocks, the full names are given instead."""
+    import torch
+
+    exact = sorted(
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and any(name.endswith("." + t) for t in targets)
+    )
+    loose = {name for name, _ in model.named_modules() if any(name == t or name.endswith("." + t) for t in targets)}
+    return list(targets) if loose == set(exact) else exact
+
+
+def _free_memory(device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def load_pipeline(model: str | Path, family: str, *, dtype: Any = None):
+    """The base model's diffusers pipeline (the family's text-to-image class): a folder or hub
+    id with `from_pretrained`, a single `.safetensors` checkpoint with `from_single_file`;
+    pickled checkpoints are refused."""
+    import inspect
+
+    import diffusers
+
+    cls = getattr(diffusers, FAMILIES[family].pipelines["text2img"])
+    extra = {}
+    if "safety_checker" in inspect.signature(cls.__init__).parameters:
+        extra = {"safety_checker": None, "requires_safety_checker": False}
     source = str(model)
     if source.endswith((".ckpt", ".pt", ".pth", ".bin")):
         raise InvalidInput(
@@ -344,33 +388,14 @@ def _pixels(images: Sequence[Any], size: tuple[int, int]):
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _encode_prompt(pipe, family: str, prompt: str, device):
-    """(prompt embeddings (1, 77, D), pooled embeddings (1, P) for SDXL else None)."""
-    import torch
-
-    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if family == "sdxl" else [])
-    tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
-    hidden, pooled = [], None
-    for tokenizer, encoder in zip(tokenizers, encoders):
-        ids = tokenizer(
-            [prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids.to(device)
-        if family == "sdxl":
-            out = encoder(ids, output_hidden_states=True)
-            hidden.append(out.hidden_states[-2])
-            pooled = out[0]
-        else:
-            hidden.append(encoder(ids)[0])
-    return torch.cat(hidden, dim=-1), pooled
-
-
-def _save_lora(trained: list, path: Path, metadata: dict[str, str]) -> Path:
-    """Write the adapters in diffusers format (`unet.…lora.down.weight`, as `save_lora_weights`
-    does) with `metadata`, its `modelspec.hash_sha256` computed over the tensors."""
+def _save_lora(components: list, naming: str, path: Path, metadata: dict[str, str]) -> Path:
+    """Write the adapters in diffusers format (`unet.…lora.down.weight` or
+    `transformer.…lora_A.weight`, as the family's `save_lora_weights` does) with `metadata`,
+    its `modelspec.hash_sha256` computed over the tensors."""
     from safetensors.torch import save_file
 
-    tensors, adapter_config = _lora_tensors(trained), {}
-    for name, module in zip(_COMPONENTS, trained):
+    tensors, adapter_config = _lora_tensors(components, naming), {}
+    for name, module in components:
         config = module.peft_config["default"].to_dict()
         adapter_config.update({f"{name}.{k}": sorted(v) if isinstance(v, set) else v for k, v in config.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,16 +405,27 @@ def _save_lora(trained: list, path: Path, metadata: dict[str, str]) -> Path:
     return path
 
 
-def _lora_tensors(trained: list) -> dict[str, Any]:
-    """The adapters of the trained modules (UNet, then text encoders) in diffusers format
-    (`unet.…lora.down.weight`), as CPU tensors."""
+def _saved_names(module, naming: str) -> dict[str, str]:
+    """The names `_lora_tensors` gives the adapter weights of `module` (without its component
+    prefix), mapped to peft's own names."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
+    names = {key: key for key in get_peft_model_state_dict(module)}
+    # convert_state_dict_to_diffusers renames the keys; renaming the names themselves inverts it
+    return convert_state_dict_to_diffusers(names) if naming == "diffusers" else names
+
+
+def _lora_tensors(components: list, naming: str) -> dict[str, Any]:
+    """The adapters of the trained modules (denoiser, then text encoders) as the diffusers-format
+    file holds them, as CPU tensors."""
+    from peft.utils import get_peft_model_state_dict
+
     tensors = {}
-    for name, module in zip(_COMPONENTS, trained):
-        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
-        tensors.update({f"{name}.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()})
+    for name, module in components:
+        state = get_peft_model_state_dict(module)
+        for saved, peft in _saved_names(module, naming).items():
+            tensors[f"{name}.{saved}"] = state[peft].detach().to("cpu", copy=True).contiguous()
     return tensors
 
 
@@ -470,21 +506,21 @@ def _read_resume_state(folder: Path, settings: TrainSettings) -> _ResumeState:
     return _ResumeState(step, lora, lora_meta["modelspec.hash_sha256"], tensors, info)
 
 
-def _apply_resume_state(state: _ResumeState, trained: list, optimizer, lr_schedule, scaler, generator, device):
+def _apply_resume_state(
+    state: _ResumeState, components: list, naming: str, optimizer, lr_schedule, scaler, generator, device
+):
     """Load a checked checkpoint into the run: the LoRA weights into the peft adapters, then
     the optimizer, LR schedule, grad scaler and noise generator. Returns the image order and
     the recent losses (tensors on `device`) to go on with. ResumeStateError when it does not fit."""
     import torch
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft.utils import set_peft_model_state_dict
 
     info = state.info
     try:
-        for name, module in zip(_COMPONENTS, trained):
-            # The diffusers names are peft's renamed; renaming the names themselves inverts that.
-            to_peft = convert_state_dict_to_diffusers({key: key for key in get_peft_model_state_dict(module)})
+        for name, module in components:
+            to_peft = _saved_names(module, naming)
             set_peft_model_state_dict(module, {peft: state.lora[f"{name}.{key}"] for key, peft in to_peft.items()})
-        if _tensor_hash(_lora_tensors(trained)) != state.lora_hash:
+        if _tensor_hash(_lora_tensors(components, naming)) != state.lora_hash:
             raise ResumeStateError("the checkpoint's LoRA weights do not fit the adapters being trained")
         moments: dict[int, dict[str, Any]] = {}
         for key, tensor in state.tensors.items():
@@ -505,24 +541,25 @@ def _apply_resume_state(state: _ResumeState, trained: list, optimizer, lr_schedu
     return [int(i) for i in info["order"]], losses
 
 
-def _sample(pipe, settings: TrainSettings, path: Path, autocast) -> Path:
-    """One image of the instance prompt with the adapters as they are now, from a fixed seed,
-    so the samples of successive checkpoints differ only by training."""
+def _sample(pipe, denoiser, inputs: Callable[[], dict], settings: TrainSettings, path: Path, autocast) -> Path:
+    """One image of the instance prompt (`inputs()`: the prompt or its cached encoding) with the
+    adapters as they are now, from a fixed seed, so the samples of successive checkpoints differ
+    only by training."""
     import torch
 
-    pipe.unet.eval()
+    denoiser.eval()
     width, height = settings.size
     try:
         with torch.no_grad(), autocast:
             image = pipe(
-                settings.instance_prompt,
+                **inputs(),
                 num_inference_steps=settings.sample_steps,
                 width=width,
                 height=height,
                 generator=torch.Generator().manual_seed(settings.seed),
             ).images[0]
     finally:
-        pipe.unet.train()
+        denoiser.train()
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
     return path
@@ -534,18 +571,20 @@ def _metadata(
     """safetensors metadata: Stability's model spec (`modelspec.*`) and kohya's `ss_*` keys, so
     A1111, ComfyUI and kohya's tools show what the LoRA is and how it was made."""
     width, height = settings.size
+    fam = FAMILIES[family]
+    extra = {"ss_weighting_scheme": settings.weighting_scheme} if fam.objective == "flow" else {}
     return {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": f"{_ARCHITECTURE[family]}/lora",
+        "modelspec.architecture": f"{fam.modelspec_architecture}/lora",
         "modelspec.implementation": "https://github.com/huggingface/diffusers",
         "modelspec.title": title,
         "modelspec.trigger_phrase": trigger,
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.date": datetime.now(UTC).date().isoformat(),
-        "ss_network_module": "networks.lora",
+        "ss_network_module": TRAINING[family].kohya_network_module,
         "ss_network_dim": str(settings.rank),
         "ss_network_alpha": str(float(settings.rank)),
-        "ss_base_model_version": _SS_BASE_VERSION[family],
+        "ss_base_model_version": fam.ss_base_model_version,
         "ss_sd_model_name": Path(model).name or model,
         "ss_resolution": f"({width}, {height})",
         "ss_num_train_images": str(num_images),
@@ -561,6 +600,7 @@ def _metadata(
         "ss_network_train_unet_only": str(not settings.train_text_encoder),
         "ss_output_name": title,
         "ss_tag_frequency": json.dumps({"instance": {trigger: num_images}}),
+        **extra,
     }
 
 
@@ -572,40 +612,73 @@ def _tensor_hash(tensors: Mapping[str, Any]) -> str:
 
 
 _DIFFUSERS_KEY = re.compile(
-    r"^(unet|text_encoder|text_encoder_2)\.(.+?)\.(?:lora|lora_linear_layer)\.(down|up)\.weight$"
+    r"^(unet|transformer|text_encoder|text_encoder_2)\.(.+?)\.(?:(?:lora|lora_linear_layer)\.(down|up)|lora_(A|B))\.weight$"
 )
-_KOHYA_PREFIX = {
-    ("sd15", "unet"): "lora_unet_",
-    ("sd15", "text_encoder"): "lora_te_",
-    ("sdxl", "unet"): "lora_unet_",
-    ("sdxl", "text_encoder"): "lora_te1_",
-    ("sdxl", "text_encoder_2"): "lora_te2_",
-}
 
 
 def export_kohya(weights: Path, target: Path, *, family: str) -> Path:
-    """Write the kohya/A1111 form of a diffusers-format LoRA file: `lora_unet_…` / `lora_te_…`
-    module names, `lora_down`/`lora_up` weights and an `alpha` per module (the rank, as
-    trained), keeping the source's metadata with its hash recomputed."""
+    """Write the kohya/A1111 form of a diffusers-format LoRA file of `family`, keeping the
+    source's metadata with its hash recomputed: `lora_down`/`lora_up` weights and an `alpha`
+    per module (the rank, as trained).
+
+    SD names its modules `lora_unet_…` / `lora_te_…` after the diffusers paths. Flux names them
+    after Black Forest Labs' blocks (`lora_unet_double_blocks_N_img_attn_qkv`,
+    `lora_unet_single_blocks_N_linear1`…), as sd-scripts writes and ComfyUI reads them. Where
+    BFL has one fused layer for several diffusers ones (q, k and v; FLUX.1's single-block q, k,
+    v and MLP input), the parts' down weights are stacked along the rank and their up weights
+    placed block-diagonally, which gives exactly the parts' updates: that LoRA has the parts'
+    ranks summed, and its alpha equals that rank."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    fam, facts = _trainable_family(family)
     with safe_open(str(weights), framework="pt") as handle:
         metadata = dict(handle.metadata() or {})
         source = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    tensors = {}
+    modules: dict[tuple[str, str], dict[str, Any]] = {}
     for key, tensor in source.items():
         match = _DIFFUSERS_KEY.match(key)
-        if match is None:
-            raise ValueError(f"{weights} has a key that is not a diffusers LoRA weight: {key}")
-        component, module, direction = match.groups()
-        if component != "unet" and not module.startswith("text_model."):
+        if match is None or match.group(1) not in fam.kohya_prefixes:
+            raise ValueError(f"{weights} has a key that is not a diffusers LoRA weight of {fam.label}: {key}")
+        component, module, direction, peft_direction = match.groups()
+        direction = direction or {"A": "down", "B": "up"}[peft_direction]
+        modules.setdefault((component, module), {})[direction] = tensor
+    tensors: dict[str, Any] = {}
+
+    def put(name: str, down, up) -> None:
+        tensors[f"{name}.lora_down.weight"] = down.contiguous()
+        tensors[f"{name}.lora_up.weight"] = up.contiguous()
+        tensors[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))
+
+    prefix = fam.kohya_prefixes[fam.denoiser]
+    for block_prefix, kohya_block, layers in facts.kohya_blocks:
+        indices = sorted(
+            {int(m.split(".")[1]) for c, m in modules if c == fam.denoiser and m.startswith(block_prefix + ".")}
+        )
+        for index in indices:
+            for kohya_name, parts in layers.items():
+                names = [(fam.denoiser, f"{block_prefix}.{index}.{part}") for part in parts]
+                present = [name for name in names if name in modules]
+                if not present:
+                    continue
+                if len(present) != len(names):
+                    raise ValueError(
+                        f"{weights}: kohya's {kohya_block}_{index}_{kohya_name} needs LoRAs on all of "
+                        f"{', '.join(parts)} of block {index}"
+                    )
+                found = [modules.pop(name) for name in names]
+                put(
+                    f"{prefix}{kohya_block}_{index}_{kohya_name}",
+                    torch.cat([f["down"] for f in found]),
+                    torch.block_diag(*[f["up"] for f in found]),
+                )
+    for (component, module), found in modules.items():
+        if component == fam.denoiser and facts.kohya_blocks:
+            raise ValueError(f"{weights}: {module} has no kohya name")
+        if component != fam.denoiser and not module.startswith("text_model."):
             module = "text_model." + module  # kohya names CLIP modules from the text_model root
-        name = _KOHYA_PREFIX[(family, component)] + module.replace(".", "_")
-        tensors[f"{name}.lora_{direction}.weight"] = tensor
-        if direction == "down":
-            tensors[f"{name}.alpha"] = torch.tensor(float(tensor.shape[0]))
+        put(fam.kohya_prefixes[component] + module.replace(".", "_"), found["down"], found["up"])
     metadata.pop("lora_adapter_metadata", None)
     metadata.pop("format", None)
     metadata["modelspec.hash_sha256"] = _tensor_hash(tensors)

@@ -16,12 +16,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from studio.domain import FLUX1, FLUX2
 from studio.errors import InvalidInput, refuse_bidi
+from studio.families import FAMILIES, TRAINING
 
 MODEL_TYPES = ("lora", "faceid")
 BRANCHES = ("fast", "sd15", "sdxl1")
 BRANCH_FAMILY = {"sd15": "sd15", "sdxl1": "sdxl"}
 LEARNING_RATES = (1e-4, 1e-5, 1e-6, 2e-4, 5e-5)  # Novita's choices
+#: Timestep sampling / loss weighting of flow-matching training (diffusers' training_utils names).
+WEIGHTING_SCHEMES = ("logit_normal", "none", "mode", "sigma_sqrt", "cosmap")
 LR_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup")
 DEFAULT_TOKEN = "ohwx"
 DEFAULT_INSTANCE_PROMPT = "a close photo of {token} {name}"
@@ -54,6 +58,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         "instance_prompt": "an image in {token} style",
     },
     "fast": {"max_train_steps": 8, "resolution": 64, "rank": 4, "learning_rate": 2e-4, "sample_steps": 4},
+    # Astria's Flux presets. Astria publishes what they are for and, for portrait and fast, the
+    # step rule (27 steps per photo, at least 300); the other values are the studio's.
+    # portrait: face features first, from face crops; recommended for all but style training.
+    "flux-lora-portrait": {
+        "steps_per_image": 27,
+        "min_train_steps": 300,
+        "face_crop": True,
+        "face_crop_ratio": 2.0,
+        "rank": 16,
+        "learning_rate": 1e-4,
+    },
+    # focus: balances faces, products and styles, so the photos are trained on whole.
+    "flux-lora-focus": {"steps_per_image": 27, "min_train_steps": 300, "face_crop": False, "rank": 16},
+    # fast (legacy): cheaper than the full-size default; half the native side costs a quarter.
+    "flux-lora-fast": {
+        "steps_per_image": 27,
+        "min_train_steps": 300,
+        "rank": 8,
+        "resolution": 512,
+        "learning_rate": 2e-4,
+    },
+}
+#: Presets made for some families only; the others apply to every family.
+PRESET_FAMILIES: dict[str, tuple[str, ...]] = {
+    "flux-lora-portrait": (FLUX1, FLUX2),
+    "flux-lora-focus": (FLUX1, FLUX2),
+    "flux-lora-fast": (FLUX1, FLUX2),
 }
 FAST_LIMITS = ("max_train_steps", "resolution", "sample_steps")
 
@@ -115,7 +146,9 @@ class TrainSettings:
 
     Images are scaled to cover `size` (width, height) and centre-cropped. A checkpoint with a
     sample image is written every `checkpointing_steps` steps (0: only at the end). Mixed
-    precision and gradient checkpointing are used on CUDA and left off elsewhere when 'auto'."""
+    precision and gradient checkpointing are used on CUDA and left off elsewhere when 'auto'.
+    `weighting_scheme` is how a flow-matching (Flux) training draws its timesteps and weighs
+    its loss (diffusers' `weighting_scheme`: logit-normal sampling by default); SD ignores it."""
 
     instance_prompt: str
     max_train_steps: int
@@ -131,6 +164,7 @@ class TrainSettings:
     sample_steps: int = 20
     mixed_precision: str = "auto"
     gradient_checkpointing: bool | None = None
+    weighting_scheme: str = "logit_normal"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -317,12 +351,22 @@ def _components(components: Any) -> dict[str, Any]:
     return out
 
 
-def plan_training(request: TuneRequest, *, num_images: int, native_resolution: int) -> TrainSettings:
+def plan_training(
+    request: TuneRequest, *, num_images: int, native_resolution: int, family: str | None = None
+) -> TrainSettings:
     """The complete settings for a LoRA tune trained on `num_images` photos of a base model
-    whose native image side is `native_resolution`. Raises InvalidInput naming the field
-    when the combination cannot work (warm-up longer than the run, prompt without the token)."""
+    whose native image side is `native_resolution` (of `family`, when given: its presets, size
+    multiple and what it trains are checked). Raises InvalidInput naming the field when the
+    combination cannot work (warm-up longer than the run, prompt without the token, a preset
+    of another family, a size the family cannot train)."""
+    if family is not None and request.preset in PRESET_FAMILIES and family not in PRESET_FAMILIES[request.preset]:
+        raise InvalidInput(
+            f"preset {request.preset} is for FLUX base models; on this {family} base use portrait or style.",
+            field="preset",
+        )
     values = resolved_values(request)
-    steps = values.get("max_train_steps") or min(MAX_AUTO_STEPS, values["steps_per_image"] * max(1, num_images))
+    auto = max(values.get("min_train_steps", 0), values["steps_per_image"] * max(1, num_images))
+    steps = values.get("max_train_steps") or min(MAX_AUTO_STEPS, auto)
     if values["lr_warmup_steps"] >= steps and values["lr_warmup_steps"] > 0:
         raise InvalidInput(
             f"lr_warmup_steps ({values['lr_warmup_steps']}) must be fewer than the {steps} training steps.",
@@ -336,7 +380,7 @@ def plan_training(request: TuneRequest, *, num_images: int, native_resolution: i
     checkpointing = values.get("checkpointing_steps")
     if checkpointing is None:
         checkpointing = max(1, steps // 4) if steps >= 4 else 0
-    return TrainSettings(
+    settings = TrainSettings(
         instance_prompt=prompt,
         max_train_steps=int(steps),
         size=size,
@@ -350,6 +394,32 @@ def plan_training(request: TuneRequest, *, num_images: int, native_resolution: i
         checkpointing_steps=int(checkpointing),
         sample_steps=int(values["sample_steps"]),
     )
+    if family is not None:
+        check_family_settings(settings, family)
+    return settings
+
+
+def check_family_settings(settings: TrainSettings, family: str) -> None:
+    """InvalidInput naming the field when `family` cannot train with `settings`: a size that is
+    not a multiple of the family's, a text encoder it does not train, an unknown weighting."""
+    fam = FAMILIES[family]
+    if any(side % fam.size_multiple for side in settings.size):
+        field = "resize" if settings.size[0] != settings.size[1] else "resolution"
+        raise InvalidInput(
+            f"{fam.label} trains on sizes that are multiples of {fam.size_multiple} "
+            f"(got {settings.size[0]}x{settings.size[1]}).",
+            field=field,
+        )
+    if family in TRAINING and settings.train_text_encoder and not TRAINING[family].text_lora_components:
+        raise InvalidInput(
+            f"{fam.label} LoRAs train the transformer only; leave train_text_encoder off.",
+            field="train_text_encoder",
+        )
+    if settings.weighting_scheme not in WEIGHTING_SCHEMES:
+        raise InvalidInput(
+            f"weighting_scheme must be one of {', '.join(WEIGHTING_SCHEMES)} (got {settings.weighting_scheme!r}).",
+            field="weighting_scheme",
+        )
 
 
 def resolved_values(request: TuneRequest) -> dict[str, Any]:

@@ -234,7 +234,12 @@ class Tunes:
         return rows, rejections
 
     def _create_lora_tune(self, record: dict, rows: list[dict], request: TuneRequest, base: dict) -> tuple[int, bool]:
-        settings = plan_training(request, num_images=len(rows), native_resolution=self.models.native_resolution(base))
+        settings = plan_training(
+            request,
+            num_images=len(rows),
+            native_resolution=self.models.native_resolution(base),
+            family=base["family"],
+        )
         values = resolved_values(request)
         args = {
             "preset": request.preset,
