@@ -38,7 +38,7 @@ from typing import Any
 
 from studio import families
 from studio.errors import InvalidInput, NotFound, Unavailable
-from studio.lora_formats import flux1_state_dict, lora_family
+from studio.lora_formats import flux1_needs_conversion, flux1_state_dict, lora_family
 
 log = logging.getLogger(__name__)
 
@@ -380,14 +380,14 @@ class ModelCache:
         adapter = "lora_" + hashlib.sha1(path.encode()).hexdigest()[:12]
         try:
             with _quiet_adapter_loading():
-                pipe.load_lora_weights(self._lora_source(pipe, base, path), adapter_name=adapter)
+                pipe.load_lora_weights(self._lora_source(pipe, base, path, header), adapter_name=adapter)
         except OSError:
             # A header whose tensors disagree with their bytes (diffusers' text names server paths).
             self._drop_adapter(pipe, adapter)
             raise InvalidInput(
                 f"LoRA '{name}' is damaged: its tensors do not match its header; upload it again.", field="loras"
             ) from None
-        except (ValueError, RuntimeError, KeyError) as exc:
+        except (ValueError, RuntimeError, KeyError, IndexError, AssertionError) as exc:
             self._drop_adapter(pipe, adapter)
             raise InvalidInput(
                 f"LoRA '{name}' does not fit this base model ({type(exc).__name__}: {str(exc)[:200]}); "
@@ -404,10 +404,11 @@ class ModelCache:
         self._loras[path] = adapter
         return adapter
 
-    def _lora_source(self, pipe, family: str, path: str):
-        """What `load_lora_weights` takes for the file: its path, or for FLUX.1 its tensors in
-        a layout diffusers converts for this model's sizes (see lora_formats)."""
-        if family != "flux1":
+    def _lora_source(self, pipe, family: str, path: str, header: dict):
+        """What `load_lora_weights` takes for the file: its path, or for a FLUX.1 file in kohya
+        or BFL naming its tensors in a layout diffusers converts for this model's sizes (see
+        lora_formats)."""
+        if family != "flux1" or not flux1_needs_conversion(k for k in header if k != "__metadata__"):
             return path
         from safetensors.torch import load_file
 

@@ -126,6 +126,15 @@ def _flat(key: str) -> str:
 # -- FLUX.1 key layouts -------------------------------------------------------------------------
 
 
+def flux1_needs_conversion(keys) -> bool:
+    """Whether a FLUX.1 LoRA with these keys goes through `flux1_state_dict` (BFL/ComfyUI or
+    kohya names); other layouts load from their file, so diffusers also reads the alpha its
+    metadata carries."""
+    keys = list(keys)
+    bfl = any(k.startswith("diffusion_model.") for k in keys) and any(_BFL_BLOCKS.search(k) for k in keys)
+    return bfl or any(k.endswith(".lora_down.weight") for k in keys)
+
+
 def flux1_state_dict(tensors: dict, transformer) -> dict:
     """`tensors` (a FLUX.1 LoRA file's) in a layout diffusers' FLUX.1 loader takes for
     `transformer`: BFL/ComfyUI names become kohya names, and kohya files get their

@@ -288,3 +288,108 @@ def test_the_family_is_read_from_keys_shapes_and_metadata_at_real_size():
     text_only = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"
     assert lora_family(header({text_only: [4, 768]})) is None  # CLIP alone: FLUX.1 and SDXL both have it
     assert lora_family(header({"x.lora_A.weight": [4, 8]}, {"modelspec.architecture": 5})) is None
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_a_kohya_fused_single_block_lora_splits_by_the_models_own_sizes(demos, engine, tmp_path, sparse):
+    """sd-scripts fuses q, k, v and the MLP input of a single-stream block into `linear1`;
+    diffusers splits it by FLUX.1 [dev]'s sizes (3072…), which fails on any other width. Split by
+    the loaded model's sizes it must act exactly as the same LoRA in diffusers' per-module form:
+    block-diagonal (separate LoRAs exported fused: the rank splits too) or one shared down."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(9)
+    parts = {"attn.to_q": D, "attn.to_k": D, "attn.to_v": D, "proj_mlp": 4 * D}
+    prefix = "transformer.single_transformer_blocks.0."
+    shared_down = _factor(generator, RANK, D, D**-0.5)
+    pairs = {name: _pair(generator, D, out) if sparse else (shared_down, _factor(generator, out, RANK, 0.5))
+             for name, out in parts.items()}  # fmt: skip
+    per_module = {}
+    for name, (down, up) in pairs.items():
+        per_module[f"{prefix}{name}.lora_A.weight"] = down.clone()
+        per_module[f"{prefix}{name}.lora_B.weight"] = up
+    save_file(per_module, str(tmp_path / "per-module.safetensors"))
+    ups = [up for _, up in pairs.values()]
+    if sparse:
+        down = torch.cat([d for d, _ in pairs.values()])
+        up = torch.block_diag(*ups)
+    else:
+        down, up = shared_down, torch.cat(ups)
+    rank = down.shape[0]
+    key = "lora_unet_single_blocks_0_linear1"
+    fused = {f"{key}.lora_down.weight": down.contiguous(), f"{key}.lora_up.weight": up.contiguous()}
+    fused[f"{key}.alpha"] = torch.tensor(float(rank))
+    save_file(fused, str(tmp_path / "fused.safetensors"))
+
+    folder = demos["flux1"]
+    base = image(engine, folder, "flux1")
+    split = image(engine, folder, "flux1", [("fused", str(tmp_path / "fused.safetensors"), 1.0)])
+    reference = image(engine, folder, "flux1", [("per", str(tmp_path / "per-module.safetensors"), 1.0)])
+    assert np.abs(split - base).mean() > 1.0
+    assert np.abs(split - reference).max() <= 1
+
+
+def test_an_sdxl_lora_on_an_sd15_base_is_refused_naming_both(demo_model_dir, engine, tmp_path):
+    path = sdxl_lora(tmp_path / "xl.safetensors")
+    request = GenerateRequest(model=str(demo_model_dir), prompt="x", num_inference_steps=1, width=64, height=64,
+                              loras=(("xl", str(path), 1.0),))  # fmt: skip
+    with pytest.raises(InvalidInput, match="LoRA 'xl' is for SDXL but this base model is SD 1.5") as info:
+        engine.generate(request)
+    assert info.value.field == "loras"
+
+
+def test_an_uploaded_flux_lora_is_saved_with_its_family(studio, tmp_path):
+    flux1 = kohya_lora(tmp_path / "k.safetensors", "flux1").read_bytes()
+    assert studio.add_adapter("lora", "fluxone", flux1)["family"] == "flux1"
+    assert (
+        studio.add_adapter("lora", "fluxtwo", bfl_lora(tmp_path / "b.safetensors", "flux2").read_bytes())["family"]
+        == "flux2"
+    )
+    assert studio.add_adapter("lora", "xlabs", xlabs_lora(tmp_path / "x.safetensors").read_bytes())["family"] == "flux1"
+    with pytest.raises(InvalidInput, match="The LoRA's shapes say flux1, not sdxl") as info:
+        studio.add_adapter("lora", "wrong", flux1, family="sdxl")
+    assert info.value.field == "family"
+
+
+@pytest.mark.parametrize("layout", ["unknown_module", "missing_block"])
+def test_a_flux_lora_that_fits_nothing_is_refused_not_silently_skipped(demos, engine, tmp_path, layout):
+    """diffusers only logs "No LoRA keys associated…" for a file none of whose keys name a
+    module (and asserts on a kohya block the model lacks): both are a clear 4xx here."""
+    import torch
+    from safetensors.torch import save_file
+
+    if layout == "unknown_module":
+        tensors = {"transformer.not_a_module.lora_A.weight": torch.ones(4, D), "transformer.not_a_module.lora_B.weight": torch.ones(D, 4)}  # fmt: skip
+    else:
+        key = "lora_unet_single_blocks_7_linear1"  # the demo has 2 single-stream blocks
+        tensors = {f"{key}.lora_down.weight": torch.ones(4, D), f"{key}.lora_up.weight": torch.ones(7 * D, 4)}
+    save_file(tensors, str(tmp_path / "n.safetensors"))
+    with pytest.raises(InvalidInput, match="LoRA 'n' (has no weights this FLUX.1 model can use|does not fit)") as info:
+        image(engine, demos["flux1"], "flux1", [("n", str(tmp_path / "n.safetensors"), 1.0)])
+    assert info.value.field == "loras"
+    assert image(engine, demos["flux1"], "flux1").shape == (64, 64, 3)  # the engine still works
+
+
+def test_a_diffusers_flux_lora_keeps_the_alpha_its_metadata_carries(demos, engine, tmp_path):
+    """A LoRA saved by diffusers' `save_lora_weights` (what the studio's trainer and
+    train_dreambooth_lora_flux.py export) carries its peft config, alpha included, in the file's
+    metadata: lora_alpha = rank / 2 must act as the same LoRA with its up factors halved."""
+    from diffusers import FluxPipeline
+    from safetensors.torch import load_file, save_file
+
+    pipe = engine.load_model(str(demos["flux1"]), "flux1")
+    plain = diffusers_lora(tmp_path / "plain.safetensors", pipe, "flux1", seed=12)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(plain)).items()}
+    targets = sorted({k.rsplit(".lora_", 1)[0] for k in tensors})
+    metadata = {"r": RANK, "lora_alpha": RANK / 2, "target_modules": targets}
+    FluxPipeline.save_lora_weights(
+        tmp_path / "alpha", transformer_lora_layers=tensors, transformer_lora_adapter_metadata=metadata
+    )
+    halved = {k: v / 2 if ".lora_B." in k else v for k, v in load_file(str(plain)).items()}
+    save_file(halved, str(tmp_path / "halved.safetensors"))
+    folder = demos["flux1"]
+    with_alpha = image(engine, folder, "flux1", [("alpha", str(tmp_path / "alpha" / "pytorch_lora_weights.safetensors"), 1.0)])  # fmt: skip
+    reference = image(engine, folder, "flux1", [("halved", str(tmp_path / "halved.safetensors"), 1.0)])
+    full = image(engine, folder, "flux1", [("plain", str(plain), 1.0)])
+    assert np.abs(with_alpha - reference).max() <= 1 and np.abs(with_alpha - full).mean() > 0.5
