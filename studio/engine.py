@@ -57,7 +57,8 @@ class GenerateRequest:
     """Everything one generation needs, in diffusers' argument names.
 
     `model` is a hub id, a local diffusers folder or a single `.safetensors` checkpoint of the
-    `family` ("sd15", "sdxl", "flux1", "flux2"; its facts in studio/families.py). `seed` is the first image's seed; image i uses seed + i.
+    `family` ("sd15", "sdxl", "flux1", "flux2"; their facts are in studio/families.py). `seed`
+    is the first image's seed; image i uses seed + i.
     `loras` are (name, .safetensors path, weight) triples. FaceID: `faceid_embedding` (the
     face backend's unit-norm vector) with `faceid_adapter` (an IP-Adapter-FaceID file) at
     `faceid_scale`. Style: `style_image` (PIL) with `style_adapter` (a plain IP-Adapter file)
@@ -355,8 +356,9 @@ class Engine:
                 if "out of memory" not in str(exc).lower():
                     raise
                 self._out_of_memory(request)
-        # 8. PNGs carrying their A1111 parameters.
-        return self._encode(images, seeds, request, tuple(warnings + post_warnings))
+        # 8. PNGs carrying their A1111 parameters (the negative prompt only where it was used).
+        negative = request.negative_prompt if {"negative_prompt", "negative_prompt_embeds"} & set(prompt_inputs) else ""
+        return self._encode(images, seeds, request, tuple(warnings + post_warnings), negative)
 
     def _prompt_inputs(self, runner, request: GenerateRequest) -> tuple[dict[str, Any], list[str]]:
         """The prompt arguments for `runner`, and a warning when it cannot use the negative
@@ -377,10 +379,6 @@ class Engine:
         why = "it uses distilled guidance" if facts.guidance == "distilled" else "it runs without guidance here"
         return inputs, [f"The negative prompt was not used: {facts.label} has no negative side ({why})."]
 
-    def _negative_used(self, request: GenerateRequest) -> bool:
-        facts = families.family(request.family)
-        return facts.uses_negative_prompt and (facts.denoiser == "unet" or request.guidance_scale > 1)
-
     def _out_of_memory(self, request: GenerateRequest) -> None:
         self.free_memory()
         raise OutOfMemory(
@@ -389,7 +387,7 @@ class Engine:
             "(or use a smaller base model)."
         )
 
-    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple) -> list:
+    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple, negative: str) -> list:
         from PIL.PngImagePlugin import PngInfo
 
         extra: dict[str, Any] = {}
@@ -402,7 +400,7 @@ class Engine:
         for image, seed in zip(images, seeds):
             text = format_parameters(
                 request.parameters_prompt if request.parameters_prompt is not None else request.prompt,
-                request.negative_prompt if self._negative_used(request) else "",
+                negative,
                 steps=request.num_inference_steps,
                 scheduler=request.scheduler,
                 cfg_scale=request.guidance_scale,
