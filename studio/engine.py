@@ -10,11 +10,16 @@ IP-Adapters, image encoders and ControlNets. Per request, this module:
   weight 0 is the base model;
 - turns the FaceID embedding and the style image into IP-Adapter embeddings, with per-adapter
   scales;
-- derives the pipeline variant it needs (img2img, ControlNet, both) from the base with
-  `from_pipe`, sharing its modules, and prepares the control image (as is, Canny or OpenPose);
-- denoises with the Astria-named scheduler, one seed per image, reporting progress and
-  honouring cancel between steps; runs the post-processing plug-ins; and encodes PNGs carrying
-  A1111 `parameters` text.
+- derives the pipeline variant it needs (img2img, ControlNet, both, or a reference edit) from
+  the base with `from_pipe`, sharing its modules, and prepares the control image (as is, Canny
+  or OpenPose);
+- hands the prompt over as the family's guidance takes it (studio/families.py): classifier-free
+  guidance with the negative prompt (SD; FLUX.2 [klein] base, whose pipeline takes it as
+  `negative_prompt_embeds`), or FLUX.1's distilled guidance, which has no negative side: a
+  negative prompt there gives the image a warning instead of being dropped unseen;
+- denoises with the Astria-named scheduler of the family (flow-match ones for Flux), one seed per
+  image, reporting progress and honouring cancel between steps; runs the post-processing
+  plug-ins; and encodes PNGs carrying A1111 `parameters` text.
 
 `generate` runs one request at a time (the cache's lock); progress and cancel are plain
 callables. Heavy imports happen inside functions.
@@ -22,6 +27,7 @@ callables. Heavy imports happen inside functions.
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import math
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio import families
 from studio.engine_models import FACEID_LORA, FAMILIES, ModelCache, pick_device
 from studio.errors import Canceled, InvalidInput, OutOfMemory, Unavailable
 from studio.postprocess import LABELS, PostContext, open_postprocessors
@@ -50,7 +57,8 @@ class GenerateRequest:
     """Everything one generation needs, in diffusers' argument names.
 
     `model` is a hub id, a local diffusers folder or a single `.safetensors` checkpoint of the
-    `family` ("sd15" or "sdxl"). `seed` is the first image's seed; image i uses seed + i.
+    `family` ("sd15", "sdxl", "flux1", "flux2"; their facts are in studio/families.py). `seed`
+    is the first image's seed; image i uses seed + i.
     `loras` are (name, .safetensors path, weight) triples. FaceID: `faceid_embedding` (the
     face backend's unit-norm vector) with `faceid_adapter` (an IP-Adapter-FaceID file) at
     `faceid_scale`. Style: `style_image` (PIL) with `style_adapter` (a plain IP-Adapter file)
@@ -59,7 +67,9 @@ class GenerateRequest:
     `control_mode` says how to turn the image into a conditioning map: "image" uses it as it
     is, "canny" takes OpenCV Canny edges, "openpose" runs the OpenPose detector, "auto" uses a
     ready map (mostly black: a skeleton or edges) as it is and otherwise prefers OpenPose,
-    then Canny. img2img: `init_image` with `strength` (1.0 keeps nothing of it). Adapter and
+    then Canny. img2img: `init_image` with `strength` (1.0 keeps nothing of it); on a family
+    without strength img2img but with reference editing (FLUX.2 [klein]) `init_image` is the
+    reference image and strength does not apply (the images say so). Adapter and
     model paths may also be `hf://owner/repo/path/in/repo`. `parameters_prompt` is the prompt
     as the person wrote it (tokens included) for the PNG's parameters; default `prompt`.
     `single_file_config` is, for a single-file checkpoint, the diffusers folder or hub id whose
@@ -121,6 +131,7 @@ def check_request(request: GenerateRequest) -> None:
 
     if request.family not in FAMILIES:
         fail("family", f"'{request.family}' is not one of {', '.join(FAMILIES)}.")
+    facts = families.family(request.family)
     if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
         fail("prompt", "the prompt and negative prompt must be text.")
     if not 1 <= request.num_images <= MAX_IMAGES:
@@ -133,10 +144,15 @@ def check_request(request: GenerateRequest) -> None:
         fail("guidance_scale", f"{request.guidance_scale} is out of range; use 0 to 30.")
     for name in ("width", "height"):
         value = getattr(request, name)
-        if not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-            fail(name, f"{value} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE}.")
+        if not MIN_SIDE <= value <= MAX_SIDE or value % facts.size_multiple:
+            fail(name, f"{value} must be a multiple of {facts.size_multiple} from {MIN_SIDE} to {MAX_SIDE}.")
     if request.scheduler not in SCHEDULERS:
         fail("scheduler", f"'{request.scheduler}' is not one of {', '.join(SCHEDULERS)}.")
+    if request.scheduler not in facts.schedulers:
+        fail(
+            "scheduler",
+            f"'{request.scheduler}' does not apply to {facts.label} models; use {', '.join(facts.schedulers)}.",
+        )
     if request.control_mode not in CONTROL_MODES:
         fail("control_mode", f"'{request.control_mode}' is not one of {', '.join(CONTROL_MODES)}.")
     for name, path, weight in request.loras:
@@ -153,6 +169,14 @@ def check_request(request: GenerateRequest) -> None:
         fail("style_adapter", "a style needs both a style image and an IP-Adapter.")
     if (request.control_image is None) != (request.controlnet is None):
         fail("controlnet", "ControlNet needs both a control image and a ControlNet.")
+    if not facts.identity_adapters:
+        for name, what in (("faceid_adapter", "FaceID"), ("style_adapter", "style (IP-Adapter)")):
+            if getattr(request, name) is not None:
+                fail(name, f"{facts.label} has no {what} adapter in diffusers; use a LoRA tune of the person instead.")
+    if request.controlnet is not None and "controlnet" not in facts.pipelines:
+        fail("controlnet", f"{facts.label} has no ControlNet pipeline in diffusers; leave the ControlNet out.")
+    if request.init_image is not None and not {"img2img", "reference"} & set(facts.pipelines):
+        fail("init_image", f"{facts.label} cannot start from an input image; leave it out.")
     if request.init_image is not None:
         if not 0 < request.strength <= 1:
             fail("strength", f"{request.strength} is out of range; use more than 0, up to 1.")
@@ -160,11 +184,21 @@ def check_request(request: GenerateRequest) -> None:
             fail("strength", "strength × steps is less than one step; raise either.")
 
 
-def make_scheduler(name: str, config: dict):
+def make_scheduler(name: str, config: dict, family: str | None = None):
     """The diffusers scheduler for an Astria scheduler name, built from the model's own
-    scheduler config. 'dpm++sde' is DPM-Solver++ in its SDE form (no torchsde needed)."""
+    scheduler config. 'dpm++sde' is DPM-Solver++ in its SDE form (no torchsde needed). A
+    rectified-flow family (or, with no `family`, a FlowMatch config) gets the flow-match form of
+    the name (families.FLOW_SCHEDULERS)."""
     import diffusers
 
+    flow = (
+        families.family(family).objective == "flow"
+        if family is not None
+        else str(config.get("_class_name", "")).startswith("FlowMatch")
+    )
+    if flow:
+        class_name, overrides = families.FLOW_SCHEDULERS[name]
+        return getattr(diffusers, class_name).from_config(config, **overrides)
     options = {
         "euler": ("EulerDiscreteScheduler", {}),
         "euler_a": ("EulerAncestralDiscreteScheduler", {}),
@@ -193,12 +227,20 @@ class Engine:
         postprocess_dir: Path | None = None,
         insightface_root: Path | None = None,
         max_loras: int = 16,
+        cpu_offload: bool = False,
+        quantize: str | None = None,
     ):
         """Choose the device and dtype once. Nothing is loaded until the first request.
         `postprocess_dir` holds the post-processing plug-ins' weights (see postprocess.py);
-        at most `max_loras` LoRA files stay loaded."""
+        at most `max_loras` LoRA files stay loaded. For large models on a small GPU:
+        `cpu_offload` moves each component to the GPU only while it runs (CUDA only; elsewhere
+        it stays off and `memory_options` says why), `quantize` ("nf4" or "int8") loads the
+        denoiser quantized (needs CUDA and bitsandbytes, else Unavailable; another value is
+        InvalidInput naming `quantize`)."""
         self.device, self.dtype = pick_device(device)
-        self.models = ModelCache(self.device, self.dtype, max_loras=max_loras)
+        self.models = ModelCache(
+            self.device, self.dtype, max_loras=max_loras, cpu_offload=cpu_offload, quantize=quantize
+        )
         self.postprocess_dir = Path(postprocess_dir) if postprocess_dir is not None else None
         self.postprocessors = open_postprocessors(postprocess_dir, insightface_root=insightface_root)
         self._openpose = None
@@ -218,6 +260,11 @@ class Engine:
     def loaded_loras(self) -> list[str]:
         """Paths of the LoRA files loaded as adapters, least recently used first."""
         return self.models.loaded_loras
+
+    def memory_options(self) -> dict[str, Any]:
+        """What is active to save device memory, for the Settings tab: {"device", "dtype",
+        "cpu_offload", "quantize", "notes"}; see `ModelCache.memory_options`."""
+        return self.models.memory_options()
 
     def load_model(self, model: str, family: str = "sd15", *, single_file_config: str | None = None):
         """See `ModelCache.load_model`."""
@@ -266,9 +313,12 @@ class Engine:
                 # 4. LoRAs for this request, plus the FaceID LoRA at the FaceID scale.
                 faceid_lora = request.faceid_scale if FACEID_LORA in self.models.adapter_names(pipe) else None
                 self.activate_loras(request.loras, faceid_lora=faceid_lora)
-                # 5. The pipeline variant and its inputs.
+                # 5. The pipeline variant, its image inputs and the prompt as the family's
+                #    guidance takes it.
                 runner, inputs, warnings = self._variant(pipe, request)
-                runner.scheduler = make_scheduler(request.scheduler, self.models.scheduler_config)
+                runner.scheduler = make_scheduler(request.scheduler, self.models.scheduler_config, request.family)
+                prompt_inputs, prompt_warnings = self._prompt_inputs(runner, request)
+                warnings += prompt_warnings
                 if ip_embeds:
                     inputs["ip_adapter_image_embeds"] = ip_embeds
                 seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.num_images)]
@@ -287,8 +337,7 @@ class Engine:
 
                 with torch.inference_mode():
                     images = runner(
-                        prompt=request.prompt,
-                        negative_prompt=request.negative_prompt or None,
+                        **prompt_inputs,
                         num_inference_steps=request.num_inference_steps,
                         guidance_scale=request.guidance_scale,
                         num_images_per_prompt=request.num_images,
@@ -307,8 +356,28 @@ class Engine:
                 if "out of memory" not in str(exc).lower():
                     raise
                 self._out_of_memory(request)
-        # 8. PNGs carrying their A1111 parameters.
-        return self._encode(images, seeds, request, tuple(warnings + post_warnings))
+        # 8. PNGs carrying their A1111 parameters (the negative prompt only where it was used).
+        negative = request.negative_prompt if {"negative_prompt", "negative_prompt_embeds"} & set(prompt_inputs) else ""
+        return self._encode(images, seeds, request, tuple(warnings + post_warnings), negative)
+
+    def _prompt_inputs(self, runner, request: GenerateRequest) -> tuple[dict[str, Any], list[str]]:
+        """The prompt arguments for `runner`, and a warning when it cannot use the negative
+        prompt (distilled guidance, or no guidance at this scale)."""
+        inputs: dict[str, Any] = {"prompt": request.prompt}
+        if not request.negative_prompt:
+            return inputs, []
+        facts = families.family(request.family)
+        accepts = inspect.signature(type(runner).__call__).parameters
+        if facts.uses_negative_prompt and "negative_prompt" in accepts:
+            inputs["negative_prompt"] = request.negative_prompt
+            return inputs, []
+        true_cfg = request.guidance_scale > 1 and not getattr(runner.config, "is_distilled", False)
+        if facts.uses_negative_prompt and "negative_prompt_embeds" in accepts and true_cfg:
+            # The pipeline repeats the embeddings per image itself.
+            inputs["negative_prompt_embeds"] = runner.encode_prompt(prompt=request.negative_prompt)[0]
+            return inputs, []
+        why = "it uses distilled guidance" if facts.guidance == "distilled" else "it runs without guidance here"
+        return inputs, [f"The negative prompt was not used: {facts.label} has no negative side ({why})."]
 
     def _out_of_memory(self, request: GenerateRequest) -> None:
         self.free_memory()
@@ -318,11 +387,11 @@ class Engine:
             "(or use a smaller base model)."
         )
 
-    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple) -> list:
+    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple, negative: str) -> list:
         from PIL.PngImagePlugin import PngInfo
 
         extra: dict[str, Any] = {}
-        if request.init_image is not None:
+        if request.init_image is not None and "img2img" in families.family(request.family).pipelines:
             extra["Denoising strength"] = request.strength
         if request.controlnet is not None:
             extra["ControlNet"] = f"{Path(request.controlnet).name} {request.controlnet_conditioning_scale}"
@@ -331,7 +400,7 @@ class Engine:
         for image, seed in zip(images, seeds):
             text = format_parameters(
                 request.parameters_prompt if request.parameters_prompt is not None else request.prompt,
-                request.negative_prompt,
+                negative,
                 steps=request.num_inference_steps,
                 scheduler=request.scheduler,
                 cfg_scale=request.guidance_scale,
@@ -421,33 +490,41 @@ class Engine:
     # -- pipeline variants: img2img, ControlNet ------------------------------------------------
 
     def _variant(self, pipe, request: GenerateRequest) -> tuple[Any, dict, list[str]]:
-        """(pipeline to call, its image inputs, warnings) for the request's mode."""
+        """(pipeline to call, its image inputs, warnings) for the request's mode, with the
+        pipeline classes of the request's family."""
         import diffusers
 
-        xl = "XL" if request.family == "sdxl" else ""
+        facts = families.family(request.family)
+        variant = "text2img"
+        if request.controlnet is not None:
+            variant = "controlnet_img2img" if request.init_image is not None else "controlnet"
+        elif request.init_image is not None:
+            variant = "img2img" if "img2img" in facts.pipelines else "reference"
+        runner_class = getattr(diffusers, facts.pipelines[variant])
+        accepts = inspect.signature(runner_class.__call__).parameters
+        size = (request.width, request.height)
         inputs: dict[str, Any] = {}
         warnings: list[str] = []
-        size = (request.width, request.height)
+        if "width" in accepts:
+            inputs.update(width=request.width, height=request.height)
+        if request.init_image is not None:
+            inputs["image"] = fit_image(request.init_image, size)
+            if variant == "reference":
+                warnings.append(
+                    f"{facts.label} has no strength img2img: the input image was the reference to edit, "
+                    "and strength did not apply."
+                )
+            else:
+                inputs["strength"] = request.strength
+        options: dict[str, Any] = {}
         if request.controlnet is not None:
-            controlnet = self.models.controlnet(request.controlnet)
+            options["controlnet"] = self.models.controlnet(request.controlnet, request.family)
             control, warning = self.prepare_control_image(request.control_image, request.control_mode, size)
             warnings += [warning] if warning else []
             inputs["controlnet_conditioning_scale"] = float(request.controlnet_conditioning_scale)
-            if request.init_image is not None:
-                cls = getattr(diffusers, f"StableDiffusion{xl}ControlNetImg2ImgPipeline")
-                inputs.update(
-                    image=fit_image(request.init_image, size), control_image=control, strength=request.strength
-                )
-            else:
-                cls = getattr(diffusers, f"StableDiffusion{xl}ControlNetPipeline")
-                inputs.update(image=control, width=request.width, height=request.height)
-            runner = cls.from_pipe(pipe, controlnet=controlnet)
-        elif request.init_image is not None:
-            runner = getattr(diffusers, f"StableDiffusion{xl}Img2ImgPipeline").from_pipe(pipe)
-            inputs.update(image=fit_image(request.init_image, size), strength=request.strength)
-        else:
-            runner = pipe
-            inputs.update(width=request.width, height=request.height)
+            # SD's text-to-image ControlNet pipeline takes the map as `image`; the others as `control_image`.
+            inputs["control_image" if "control_image" in accepts else "image"] = control
+        runner = pipe if variant in ("text2img", "reference") else runner_class.from_pipe(pipe, **options)
         runner.set_progress_bar_config(disable=True)
         return runner, inputs, warnings
 

@@ -2,12 +2,17 @@
 
 - `pick_device` chooses the device and dtype once: CUDA (bf16 where supported, else fp16),
   Apple MPS (fp16), else CPU (fp32).
-- `ModelCache.load_model` keeps one base pipeline (SD 1.5 or SDXL) warm; it loads from a hub id
-  (the hub cache first, then a download), a local diffusers folder, or a single `.safetensors`
-  checkpoint; pickle checkpoints are refused. A request for another model replaces it.
+- `ModelCache.load_model` keeps one base pipeline (of any family in studio/families.py) warm;
+  it loads from a hub id (the hub cache first, then a download), a local diffusers folder, or a
+  single `.safetensors` checkpoint; pickle checkpoints are refused. A request for another model
+  replaces it. On CUDA, `cpu_offload` keeps each component on the GPU only while it runs, and
+  `quantize` ("nf4", "int8") loads the denoiser quantized with bitsandbytes, for FLUX.1 [dev]
+  on a 16–24 GB card.
 - LoRAs are loaded once per file, as peft adapters, and combined per request with
-  `set_adapters`; a request without LoRAs disables them. Switching between loaded LoRAs reads
-  nothing from disk; past `max_loras` the least recently used are deleted.
+  `set_adapters`; a request without LoRAs disables them. A file's family is read from its header
+  before loading (studio/lora_formats.py), so a LoRA of another family is refused by name.
+  Switching between loaded LoRAs reads nothing from disk; past `max_loras` the least recently
+  used are deleted.
 - IP-Adapter files (FaceID and plain/style) are read once into memory and the set in use is
   loaded into the UNet from there; CLIP image encoders and ControlNets are loaded once each.
 - `check_safetensors` / `safetensors_header` read and check a weights file's header without
@@ -31,11 +36,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from studio import families
 from studio.errors import InvalidInput, NotFound, Unavailable
+from studio.lora_formats import flux1_needs_conversion, flux1_state_dict, lora_family
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("sd15", "sdxl")
+FAMILIES = tuple(families.FAMILIES)
+QUANTIZE_MODES = ("nf4", "int8")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 FACEID_LORA = "faceid_0"  # the name diffusers gives an IP-Adapter-FaceID file's own LoRA
 # Bytes per element of the safetensors dtypes (sub-byte ones, like F4, are not size-checked).
@@ -135,11 +143,21 @@ class ModelCache:
     generation holds it from loading to the last step, so no other request switches the
     model or the adapters under it."""
 
-    def __init__(self, device: str, dtype: Any, *, max_loras: int = 16):
+    def __init__(
+        self, device: str, dtype: Any, *, max_loras: int = 16, cpu_offload: bool = False, quantize: str | None = None
+    ):
         """Nothing is loaded until the first `load_model`. `device` and `dtype` as from
-        `pick_device`; at most `max_loras` LoRA files stay loaded."""
+        `pick_device`; at most `max_loras` LoRA files stay loaded. `cpu_offload` and `quantize`
+        as `memory_options` describes; quantize raises Unavailable without CUDA and
+        bitsandbytes, InvalidInput for an unknown mode."""
         self.device, self.dtype = device, dtype
         self.max_loras = max_loras
+        self.cpu_offload = bool(cpu_offload) and device == "cuda"
+        self._offload_note = None
+        if cpu_offload and not self.cpu_offload:
+            self._offload_note = f"model CPU offload needs CUDA; on {device} the whole model stays where it runs"
+            log.warning("cpu_offload is off: %s", self._offload_note)
+        self.quantize = _check_quantize(quantize, device)
         self.lock = threading.RLock()
         self.scheduler_config: dict = {}  # the warm model's own, for per-request schedulers
         self._pipe = None
@@ -155,6 +173,17 @@ class ModelCache:
     def loaded_model(self) -> tuple[str, str] | None:
         """(model, family) of the warm pipeline, or None."""
         return self._model_key[:2] if self._model_key else None
+
+    def memory_options(self) -> dict[str, Any]:
+        """What is active to save device memory: {"device", "dtype", "cpu_offload" (bool),
+        "quantize" (None, "nf4" or "int8"), "notes" (why an asked-for option is off)}."""
+        return {
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "cpu_offload": self.cpu_offload,
+            "quantize": self.quantize,
+            "notes": [self._offload_note] if self._offload_note else [],
+        }
 
     @property
     def loaded_loras(self) -> list[str]:
@@ -214,7 +243,10 @@ class ModelCache:
                 declared = json.loads(index.read_text()).get("_class_name", "")
             except (ValueError, AttributeError):
                 raise Unavailable(describe_unloadable_folder(path)) from None
-            if ("XL" in declared) != (family == "sdxl"):
+            declared_family = families.family_of_index(declared)
+            if declared_family is None and declared.startswith("StableDiffusion"):
+                declared_family = "sdxl" if "XL" in declared else "sd15"
+            if declared_family is not None and declared_family != family:
                 raise InvalidInput(f"{path.name} is a {declared}, not a {family} model.", field="family")
             return "folder"
         if model.count("/") != 1:
@@ -224,10 +256,15 @@ class ModelCache:
     def _open_pipeline(self, model: str, family: str, kind: str, config: str | None = None):
         import diffusers
 
-        text_to_image = diffusers.StableDiffusionPipeline if family == "sd15" else diffusers.StableDiffusionXLPipeline
+        facts = families.family(family)
+        text_to_image = getattr(diffusers, facts.pipelines["text2img"])
         options: dict[str, Any] = {"dtype": self.dtype}
         if family == "sd15":
             options.update(safety_checker=None, requires_safety_checker=False)
+        if self.quantize is not None:
+            if kind == "file":
+                raise Unavailable("quantize works on diffusers folders and hub models, not single-file checkpoints.")
+            options["quantization_config"] = _quantization_config(self.quantize, facts.denoiser, self.dtype)
         if kind == "file":
             from diffusers.loaders.single_file_utils import SingleFileComponentError
 
@@ -252,6 +289,15 @@ class ModelCache:
                 raise Unavailable(describe_unloadable_folder(folder)) from None
         else:
             pipe = self._from_hub(text_to_image, model, options)
+        if self.cpu_offload:
+            pipe.enable_model_cpu_offload()
+            return pipe
+        if self.quantize is not None:
+            # A bitsandbytes-quantized module is placed on the GPU as it loads and cannot be moved.
+            for name, module in pipe.components.items():
+                if name != facts.denoiser and hasattr(module, "to"):
+                    module.to(self.device)
+            return pipe
         return pipe.to(self.device)
 
     def _from_hub(self, pipeline_class, model: str, options: dict):
@@ -322,26 +368,51 @@ class ModelCache:
             log.warning("LoRA %r: %s is missing", name, path)
             raise NotFound(f"LoRA '{name}' has no file on the server; upload it again.", field="loras")
         # The header check catches a file cut short or garbled since it was uploaded.
-        check_safetensors(file, field_name="loras", label=f"LoRA '{name}'")
+        header = check_safetensors(file, field_name="loras", label=f"LoRA '{name}'")
+        base = self._model_key[1] if self._model_key else "sd15"
+        made_for = lora_family(header)
+        if made_for is not None and made_for != base:
+            label, base_label = families.family(made_for).label, families.family(base).label
+            raise InvalidInput(
+                f"LoRA '{name}' is for {label} but this base model is {base_label}; use a LoRA made for {base_label}.",
+                field="loras",
+            )
         adapter = "lora_" + hashlib.sha1(path.encode()).hexdigest()[:12]
         try:
             with _quiet_adapter_loading():
-                pipe.load_lora_weights(path, adapter_name=adapter)
+                pipe.load_lora_weights(self._lora_source(pipe, base, path, header), adapter_name=adapter)
         except OSError:
             # A header whose tensors disagree with their bytes (diffusers' text names server paths).
             self._drop_adapter(pipe, adapter)
             raise InvalidInput(
                 f"LoRA '{name}' is damaged: its tensors do not match its header; upload it again.", field="loras"
             ) from None
-        except (ValueError, RuntimeError, KeyError) as exc:
+        except (ValueError, RuntimeError, KeyError, IndexError, AssertionError) as exc:
             self._drop_adapter(pipe, adapter)
             raise InvalidInput(
                 f"LoRA '{name}' does not fit this base model ({type(exc).__name__}: {str(exc)[:200]}); "
-                "check that it was made for the same family (SD 1.5 or SDXL).",
+                f"check that it was made for {families.family(base).label}.",
                 field="loras",
             ) from None
+        if adapter not in self.adapter_names(pipe):
+            # diffusers skips keys that match no module with only a log line: say it here.
+            raise InvalidInput(
+                f"LoRA '{name}' has no weights this {families.family(base).label} model can use "
+                "(none of its keys name a module of it).",
+                field="loras",
+            )
         self._loras[path] = adapter
         return adapter
+
+    def _lora_source(self, pipe, family: str, path: str, header: dict):
+        """What `load_lora_weights` takes for the file: its path, or for a FLUX.1 file in kohya
+        or BFL naming its tensors in a layout diffusers converts for this model's sizes (see
+        lora_formats)."""
+        if family != "flux1" or not flux1_needs_conversion(k for k in header if k != "__metadata__"):
+            return path
+        from safetensors.torch import load_file
+
+        return flux1_state_dict(load_file(path), pipe.transformer)
 
     def _drop_adapter(self, pipe, adapter: str) -> None:
         """Remove what a failed load of `adapter` left on the pipeline."""
@@ -433,21 +504,49 @@ class ModelCache:
 
     # -- ControlNets ---------------------------------------------------------------------------
 
-    def controlnet(self, source: str):
-        """The ControlNet in the diffusers folder `source`, loaded once. Raises InvalidInput when
-        the folder is not one."""
+    def controlnet(self, source: str, family: str = "sd15"):
+        """The ControlNet of `family` in the diffusers folder `source`, loaded once. Raises
+        InvalidInput when the folder is not one."""
         if source not in self._controlnets:
-            from diffusers import ControlNetModel
+            import diffusers
 
+            controlnet_class = getattr(diffusers, families.CONTROLNET_CLASSES[family])
             folder = _local_folder(source, field_name="controlnet")
             try:
-                model = ControlNetModel.from_pretrained(folder, dtype=self.dtype, local_files_only=True)
+                model = controlnet_class.from_pretrained(folder, dtype=self.dtype, local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise InvalidInput(
-                    f"{source} is not a diffusers ControlNet folder ({exc}).", field="controlnet"
+                    f"{source} is not a diffusers {controlnet_class.__name__} folder ({exc}).", field="controlnet"
                 ) from None
             self._controlnets[source] = model.to(self.device)
         return self._controlnets[source]
+
+
+def _check_quantize(mode: str | None, device: str) -> str | None:
+    """`mode` when the quantized loading it names can run here."""
+    import importlib.util
+
+    if mode in (None, ""):
+        return None
+    if mode not in QUANTIZE_MODES:
+        raise InvalidInput(f"quantize '{mode}' is not one of {', '.join(QUANTIZE_MODES)}.", field="quantize")
+    if device != "cuda":
+        raise Unavailable(f"quantize={mode} needs a CUDA GPU (bitsandbytes); this engine runs on {device}.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise Unavailable(f"quantize={mode} needs the bitsandbytes package: pip install bitsandbytes.")
+    return mode
+
+
+def _quantization_config(mode: str, denoiser: str, dtype: Any):
+    """diffusers' pipeline quantization config loading only the denoiser (the UNet or the
+    transformer, most of a FLUX model's size) in 4-bit NF4 or 8-bit."""
+    from diffusers import BitsAndBytesConfig, PipelineQuantizationConfig
+
+    if mode == "nf4":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    return PipelineQuantizationConfig(quant_mapping={denoiser: config})
 
 
 @contextmanager

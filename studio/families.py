@@ -442,3 +442,30 @@ def estimate_training_memory(
             "estimated from parameter counts, not measured"
         ),
     }
+
+
+# -- Engine facts: LoRA file recognition, flow-match schedulers, ControlNet classes --------------
+
+#: `modelspec.architecture` prefixes (the metadata kohya, ai-toolkit and the studio write) -> family.
+LORA_ARCHITECTURES = {
+    "stable-diffusion-xl": SDXL,
+    "stable-diffusion-v1": SD15,
+    "flux-1": FLUX1,
+    "flux.1": FLUX1,
+    "flux-2": FLUX2,
+    "flux.2": FLUX2,
+}
+#: sd-scripts' `ss_base_model_version` prefixes -> family.
+LORA_BASE_VERSIONS = {"sdxl": SDXL, "sd_v1": SD15, "flux1": FLUX1, "flux2": FLUX2}
+
+#: Astria scheduler name -> (diffusers class, overrides) for rectified-flow families, built from
+#: the model's own FlowMatch scheduler config (shift, dynamic shifting). "euler_a" is the
+#: stochastic (ancestral-like) form of the flow-match Euler step.
+FLOW_SCHEDULERS = {
+    "euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "euler_a": ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}),
+    "lcm": ("FlowMatchLCMScheduler", {}),
+}
+
+#: The diffusers class of a ControlNet folder per family (the SD ones share one class).
+CONTROLNET_CLASSES = {SD15: "ControlNetModel", SDXL: "ControlNetModel", FLUX1: "FluxControlNetModel"}

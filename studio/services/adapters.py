@@ -15,6 +15,7 @@ from studio.config import Settings
 from studio.domain import ADAPTER_KINDS, RUNNABLE_FAMILIES, SUCCESS
 from studio.errors import Conflict, InvalidInput, NotFound, TooLarge
 from studio.images import png_bytes, thumbnail
+from studio.lora_formats import lora_family
 from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import make_token
 from studio.runtime import Runtime
@@ -42,7 +43,8 @@ class Adapters:
         principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Save an asset that prompt tokens name: a LoRA (`data` is a .safetensors file, header
-        checked, at most max_lora_mb; its family read from its shapes when it can be) or a
+        checked, at most max_lora_mb; its family read from its metadata, keys and shapes when
+        they say: sd15, sdxl, flux1, flux2) or a
         face/style/pose image (PNG/JPEG/WEBP). A face gets its embedding now from the studio's
         face backend, so `<face:NAME>` works like a FaceID tune. Raises InvalidInput naming
         the field, TooLarge, Conflict when `principal` already has one of that kind and name
@@ -125,11 +127,11 @@ class Adapters:
                 "images; re-export it from a training run that did not diverge.",
                 field="file",
             )
-        inferred = _lora_family(header)
+        inferred = lora_family(header)
         if family is not None and inferred is not None and family != inferred:
             raise InvalidInput(f"The LoRA's shapes say {inferred}, not {family}.", field="family")
         if (family or inferred) not in (None, *RUNNABLE_FAMILIES):
-            raise InvalidInput(f"family '{family}' is not sd15 or sdxl.", field="family")
+            raise InvalidInput(f"family '{family}' is not one of {', '.join(RUNNABLE_FAMILIES)}.", field="family")
         return self.files.put(data, "weights", ".safetensors"), family or inferred
 
     def _face_embedding(self, image) -> dict[str, Any]:
@@ -176,17 +178,6 @@ class Adapters:
             for adapter in self.list_adapters(principal=principal)
         ]
         return tokens
-
-
-def _lora_family(header: dict) -> str | None:
-    """sd15 or sdxl from a LoRA's cross-attention input width (768 or 2048), else None."""
-    widths = {768: "sd15", 2048: "sdxl"}
-    for key, info in header.items():
-        lowered = key.lower()
-        if "attn2" in lowered and "to_k" in lowered and any(d in lowered for d in ("lora_down", "lora.down", "lora_a")):
-            shape = info["shape"]  # a list of ints: safetensors_header checked it
-            return widths.get(shape[-1]) if shape else None
-    return None
 
 
 # Float dtypes a LoRA may store, as numpy reads their bytes (bfloat16: the top half of a float32).
