@@ -1,5 +1,6 @@
-"""Owners, the rest of it: rankings count only what the caller may see, and titles, adapter
-names and pack slugs are unique per owner (a 409 on create never tells of someone else's)."""
+"""Owners, the rest of it: rankings and pack figures count only what the caller may see, and
+titles, adapter names and pack slugs are unique per owner (a 409 on create never tells of
+someone else's)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,94 @@ def test_pack_prompt_rankings_count_only_the_callers_prompts_and_packs(bare):
     everyone = figures(bare.pack_prompt_rankings(principal=BOSS))
     assert everyone[shared_a["id"]] == (3, 12, 3) and everyone[shared_b["id"]] == (1, 2, 1)
     assert everyone[bobs_prompt["id"]] == (1, 4, 1)
+
+
+def test_packs_and_their_prompts_show_each_owner_only_its_own_counts(bare):
+    """The pack-level figures (list, detail, one pack prompt, a reorder) follow the same rule as
+    the rankings: a shared pack shows a non-admin only what its own prompts got."""
+    shared = bare.get_pack("corporate-headshots")
+    women = shared["prompts_per_class"]["woman"]
+    ann_tune, bob_tune = _tune(bare, ANN, "ann's"), _tune(bare, BOB, "bob's")
+    for _ in range(2):
+        bare.like_prompt(_made(bare, bob_tune, BOB, women[0]["id"], 3), "bob")
+    ann_prompt = _made(bare, ann_tune, ANN, women[1]["id"], 1)
+    bare.like_prompt(ann_prompt, "ann")
+    scored = bare.store.prompt_images(ann_prompt)[0]["id"]
+    bare.store.update_image(scored, likeness_score=0.9, likeness_match=1)
+
+    def pack_figures(pack):
+        return pack["likes_count"], pack["images_shown"], pack["runs"], pack["likeness_rate"]
+
+    expected = {ANN: (1, 1, 1, 1.0), BOB: (2, 6, 2, None), BOSS: (3, 7, 3, 1.0)}
+    for who, figures in expected.items():
+        [listed] = [p for p in bare.list_packs(principal=who) if p["id"] == shared["id"]]
+        detail = bare.get_pack(shared["id"], principal=who)
+        assert pack_figures(listed) == pack_figures(detail) == figures, who
+        assert detail["score"] == listed["score"] and detail["likeness_mean"] == listed["likeness_mean"]
+    ann_view = bare.get_pack(shared["id"], principal=ANN)["prompts_per_class"]["woman"]
+    assert [(p["likes_count"], p["images_shown"], p["runs"]) for p in ann_view[:2]] == [(0, 0, 0), (1, 1, 1)]
+    assert ann_view[1]["likeness_mean"] == 0.9
+    assert bare.get_pack_prompt(women[0]["id"], principal=ANN)["likes_count"] == 0
+    assert bare.get_pack_prompt(women[0]["id"], principal=BOB)["likes_count"] == 2
+    assert bare.get_pack_prompt(women[0]["id"], principal=BOSS)["images_shown"] == 6
+    # Nobody outside an event (the page as first built, sent to every visitor) learns any of it.
+    nobody = Principal("")
+    assert pack_figures(bare.get_pack(shared["id"], principal=nobody)) == (0, 0, 0, None)
+    # Reordering a pack of Bob's own answers Bob's figures, as ever.
+    bobs = bare.create_pack(PackRequest(title="Bob's", classes=("woman",)), principal=BOB)
+    bobs_prompts = [
+        bare.add_pack_prompt(bobs["id"], PackPromptRequest("woman", f"{{{{token}}}} {{{{name}}}} {n}"), principal=BOB)
+        for n in range(2)
+    ]
+    bare.like_prompt(_made(bare, bob_tune, BOB, bobs_prompts[0]["id"], 1), "bob")
+    order = [bobs_prompts[1]["id"], bobs_prompts[0]["id"]]
+    reordered = bare.reorder_pack_prompts(bobs["id"], "woman", order, principal=BOB)
+    assert [(p["id"], p["likes_count"]) for p in reordered] == [(order[0], 0), (order[1], 1)]
+
+
+def test_a_shared_pack_over_rest_shows_each_key_its_own_likes_and_runs_and_an_admin_the_sum(tmp_path, demo_model_dir):
+    import httpx
+    from api_helpers import live_studio
+
+    with live_studio(tmp_path / "home", demo_model_dir, worker=False, admins=("boss",)) as (url, studio):
+        auth = {who: {"Authorization": f"Bearer {studio.create_api_key(who)}"} for who in ("ann", "bob", "boss")}
+        made: dict[str, list[dict]] = {}
+        for who in ("ann", "bob"):
+            tune_id = _tune(studio, Principal(f"key:{who}"), f"{who}'s")
+            run = httpx.post(
+                f"{url}/p/corporate-headshots/tunes", json={"tune": {"tune_ids": [tune_id]}}, headers=auth[who]
+            )
+            assert run.status_code == 201, run.text
+            made[who] = run.json()
+            for prompt in made[who]:  # what the worker would have drawn: one image each
+                studio.store.add_image({"prompt_id": prompt["id"], "idx": 0, "path": f"outputs/{prompt['id']}.png"})
+        likes = {"ann": 1, "bob": 3}
+        for who, count in likes.items():
+            for prompt in made[who][:count]:
+                liked = httpx.post(f"{url}/prompts/{prompt['id']}/likes", headers=auth[who])
+                assert liked.status_code == 201, liked.text
+        ann_liked = made["ann"][0]["orig_prompt_id"]
+
+        def seen(who: str) -> tuple[dict, dict, dict, dict]:
+            h = auth[who]
+            [listed] = [p for p in httpx.get(f"{url}/packs", headers=h).json() if p["slug"] == "corporate-headshots"]
+            [shown] = [p for p in httpx.get(f"{url}/gallery/packs", headers=h).json() if p["id"] == listed["id"]]
+            detail = httpx.get(f"{url}/p/corporate-headshots", headers=h).json()
+            per_prompt = {p["id"]: p for p in detail["prompts_per_class"]["woman"]}
+            return listed, shown, detail, per_prompt
+
+        for who, liked in (("ann", 1), ("bob", 3), ("boss", 4)):
+            listed, shown, detail, per_prompt = seen(who)
+            runs = 8 if who == "boss" else 4
+            for pack in (listed, shown, detail):
+                assert (pack["likes_count"], pack["images_shown"], pack["runs"]) == (liked, runs, runs), who
+            assert sum(p["likes_count"] for p in per_prompt.values()) == liked, who
+            assert all(p["runs"] == runs // 4 for p in per_prompt.values()), who
+        _, _, _, bobs_view = seen("bob")
+        assert bobs_view[ann_liked]["likes_count"] == 1, "Bob's own like of the same pack prompt, not Ann's"
+        _, _, _, anns_view = seen("ann")
+        assert anns_view[ann_liked]["likes_count"] == 1
+        assert [p["likes_count"] for i, p in anns_view.items() if i != ann_liked] == [0, 0, 0]
 
 
 # -- names unique per owner ----------------------------------------------------------------------
@@ -230,3 +319,27 @@ def test_m100_migrates_an_existing_database_keeping_rows_ids_and_triggers(tmp_pa
         assert store.get_prompt(6) is None
     finally:
         store.close()
+
+
+def test_the_packs_tab_shows_each_login_its_own_counts_of_a_shared_pack(tmp_path, demo_model_dir):
+    """The Packs tab's cards, summary and prompt list go through the event's principal, as REST
+    does: Ann sees what her prompts got, Bob his, the admin the sum."""
+    from test_owners import call_event, fn_index, login, served
+
+    auth = (("ann", "pw-a"), ("bob", "pw-b"), ("boss", "pw-c"))
+    with served(tmp_path, demo_model_dir, auth=auth, admins=("boss",)) as (url, studio, blocks):
+        shared = studio.get_pack("corporate-headshots")
+        first, second = (p["id"] for p in shared["prompts_per_class"]["woman"][:2])
+        ann, bob = Principal("login:ann"), Principal("login:bob")
+        ann_tune, bob_tune = _tune(studio, ann, "ann's"), _tune(studio, bob, "bob's")
+        studio.like_prompt(_made(studio, ann_tune, ann, first, 1), "ann")
+        for _ in range(2):
+            studio.like_prompt(_made(studio, bob_tune, bob, second, 3), "bob")
+        show = fn_index(blocks, "packs", "show_pack")
+
+        for who, (likes, shown_, runs) in {"ann": (1, 1, 1), "bob": (2, 6, 2), "boss": (3, 7, 3)}.items():
+            message = call_event(login(url, who, dict(auth)[who]), url, show, [shared["id"]])
+            assert message.get("success"), message
+            page = " ".join(str(value) for value in message["output"]["data"])
+            assert f"♥ {likes} of {shown_} image(s) shown" in page, who  # the summary
+            assert f"♥ {likes} of {shown_} image(s) · {runs} run(s)" in page, who  # the pack's card

@@ -103,7 +103,7 @@ class Packs:
             if columns["class_name"] not in pack["classes"]:
                 self.store.update_pack(pack_id, classes=[*pack["classes"], columns["class_name"]])
             self.store.update_pack(pack_id, cover_path=self.store.pack_cover(pack_id))
-        return self.get_pack_prompt(pack_prompt_id)
+        return self.get_pack_prompt(pack_prompt_id, principal=principal)
 
     def add_prompt_to_pack(
         self, pack_id: int | str, prompt_id: int, image_idx: int = 0, *, principal: Principal = LOCAL_ADMIN
@@ -171,7 +171,7 @@ class Packs:
                 field="pack_prompt_ids",
             )
         self.store.reorder_pack_prompts(pack_id, class_name, pack_prompt_ids)
-        return [packs.scored(p) for p in self.store.list_pack_prompts(pack_id, class_name)]
+        return [packs.scored(p) for p in self._prompts_seen(principal, pack_id, class_name)]
 
     def remove_pack_prompt(self, pack_prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> None:
         """Remove a template; its likes leave the pack's counts and the cover is chosen again."""
@@ -183,15 +183,22 @@ class Packs:
 
     def get_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """A pack by id or slug, scored, with `prompts_per_class`: each class's templates in
-        order, each scored by its own likes and images shown (and its likeness figures)."""
+        order, each scored by its own likes and images shown (and its likeness figures), all
+        counted as `principal` may know them (`_prompts_seen`)."""
         pack = self._pack_row(pack_id, principal)
+        prompts = self._prompts_seen(principal, pack["id"])
         per_class: dict[str, list[dict[str, Any]]] = {name: [] for name in pack["classes"]}
-        for prompt in self.store.list_pack_prompts(pack["id"]):
+        for prompt in prompts:
             per_class.setdefault(prompt["class_name"], []).append(likeness.with_stats(packs.scored(prompt)))
+        if not principal.is_admin:
+            pack = _counted_from(pack, prompts)
         return {**likeness.with_stats(packs.scored(packs.pack_view(pack))), "prompts_per_class": per_class}
 
     def get_pack_prompt(self, pack_prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
-        return likeness.with_stats(packs.scored(self._pack_prompt_row(pack_prompt_id, principal)))
+        """A pack prompt, scored, with its likeness figures, counted as `principal` may know them."""
+        prompt = self._pack_prompt_row(pack_prompt_id, principal)
+        [prompt] = [p for p in self._prompts_seen(principal, prompt["pack_id"]) if p["id"] == pack_prompt_id]
+        return likeness.with_stats(packs.scored(prompt))
 
     def list_packs(
         self,
@@ -205,9 +212,14 @@ class Packs:
         `score`, `like_rate` and `rating` ('new', 'few ratings' or None), and its likeness
         figures (`likeness_mean`, `likeness_rate`, `likeness_score`, `blended_score`; see
         studio/likeness.py); `blend` ranks by `blended_score` instead. The shared packs and
-        `principal`'s (an admin's: all)."""
+        `principal`'s (an admin's: all), counted as `principal` may know them (`_prompts_seen`)."""
         owner = principal.owner_filter
         rows = [packs.pack_view(p) for p in self.store.list_packs(public=public, listed=listed, owner=owner)]
+        if not principal.is_admin:
+            per_pack: dict[int, list[dict[str, Any]]] = {}
+            for prompt in self._prompts_seen(principal):
+                per_pack.setdefault(prompt["pack_id"], []).append(prompt)
+            rows = [_counted_from(row, per_pack.get(row["id"], [])) for row in rows]
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
     def pack_prompt_rankings(
@@ -224,10 +236,7 @@ class Packs:
         nothing of what others made, liked or how their faces scored."""
         if pack_id is not None:
             pack_id = self._pack_row(pack_id, principal)["id"]
-        if principal.is_admin:
-            rows = self.store.list_pack_prompts(pack_id, class_name)
-        else:
-            rows = self.store.list_pack_prompts_seen_by(principal.owner, pack_id, class_name)
+        rows = self._prompts_seen(principal, pack_id, class_name)
         return likeness.rank_blended(map(packs.scored, rows)) if blend else with_likeness(packs.rank(rows))
 
     def lint_pack(
@@ -434,6 +443,17 @@ class Packs:
                 self._import(path, None, None)  # shared: everyone reads it, admins change it
                 log.info("added the starter pack %s", slug)
 
+    def _prompts_seen(
+        self, principal: Principal, pack_id: int | None = None, class_name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The pack prompts `principal` may read (of one pack, or of all), each with the figures
+        it may know: an admin's count everyone's prompts (the trigger-kept counters); anyone
+        else's only their own prompts, so a shared pack tells nothing of what others made of
+        it, liked, or how their faces scored."""
+        if principal.is_admin:
+            return self.store.list_pack_prompts(pack_id, class_name)
+        return self.store.list_pack_prompts_seen_by(principal.owner, pack_id, class_name)
+
     def _pack_row(self, pack_id: int | str, principal: Principal = LOCAL_ADMIN, *, change: bool = False) -> dict:
         """The pack `principal` may read (a shared one, or its own), or may change (`change`:
         its own; a shared one only as an admin)."""
@@ -483,6 +503,17 @@ class Packs:
         for path in set(paths) - {None}:
             if not self.store.pack_image_in_use(path):
                 self.files.delete(path)
+
+
+# A pack's counters, each the sum of its pack prompts' (the m040/m060 triggers keep it so).
+_PACK_COUNTERS = ("likes_count", "images_shown", "runs", "likeness_scored", "likeness_matched")
+_PACK_COUNTERS += ("likeness_faces", "likeness_sum")
+
+
+def _counted_from(pack: dict[str, Any], prompts: list[dict[str, Any]]) -> dict[str, Any]:
+    """`pack` with its counters summed from `prompts` (its prompts, as `_prompts_seen` counts
+    them) instead of the stored totals of everyone's."""
+    return {**pack, **{name: sum(p[name] for p in prompts) for name in _PACK_COUNTERS}}
 
 
 def with_likeness(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
