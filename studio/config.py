@@ -25,6 +25,9 @@ from studio.errors import StudioError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FACE_BACKENDS = ("auto", "dlib", "insightface")
+#: STUDIO_QUANTIZE: a quantized base model's transformer through diffusers' quantization
+#: support ("nf4" and "int8" with bitsandbytes); "none" loads it unquantized.
+QUANTIZE = ("none", "nf4", "int8")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 #: Where a Space mounts its persistent storage (a parameter of `from_env` for tests).
@@ -61,6 +64,8 @@ class Settings:
     login_failures_per_minute: int = 5  # per client address, then logins wait
     public_demo: bool = False  # STUDIO_PUBLIC_DEMO: an open UI without logins, on purpose
     admins: tuple[str, ...] = ()  # STUDIO_ADMINS: login names and/or API-key owner names
+    cpu_offload: bool = False  # STUDIO_CPU_OFFLOAD: model CPU offload on CUDA (FLUX.1 on 16-24 GB cards)
+    quantize: str | None = None  # STUDIO_QUANTIZE: "nf4" or "int8", None for unquantized
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -115,6 +120,8 @@ class Settings:
             login_failures_per_minute=_int(env, "STUDIO_LOGIN_FAILURES_PER_MINUTE", 5, low=1, high=100000),
             public_demo=public_demo,
             admins=tuple(a.strip() for a in env.get("STUDIO_ADMINS", "").split(",") if a.strip()),
+            cpu_offload=_bool(env, "STUDIO_CPU_OFFLOAD", False),
+            quantize=None if (quantize := _choice(env, "STUDIO_QUANTIZE", "none", QUANTIZE)) == "none" else quantize,
         )
 
     @property

@@ -162,6 +162,7 @@ class Studio:
             "auth": bool(self.settings.auth),
             "face_backend": self.face_backend_status(),
             "training": "FaceID only: " + zerogpu.TRAINING_REFUSED if self.zero_gpu else "LoRA and FaceID tunes",
+            "memory_options": self.runtime.memory_description(),
             "tune_expiry": (
                 f"tunes are deleted {self.settings.tune_expiry_days} days after they are made (STUDIO_TUNE_EXPIRY_DAYS)"
                 if self.settings.tune_expiry_days
@@ -200,6 +201,7 @@ class Studio:
     tune_photo_file = _via("tunes", Tunes.tune_photo_file)
     tune_token = _via("tunes", Tunes.tune_token)
     lora_file = _via("tunes", Tunes.lora_file)
+    training_memory = _via("tunes", Tunes.training_memory)
 
     # -- prompts and generation ----------------------------------------------------------------
     create_prompt = _via("prompts", Prompts.create_prompt)

@@ -37,14 +37,43 @@ class Runtime:
 
     @property
     def engine(self):
-        """The studio's one `Engine`, made on first use (it loads no model until a request)."""
+        """The studio's one `Engine`, made on first use (it loads no model until a request),
+        with the memory options STUDIO_CPU_OFFLOAD and STUDIO_QUANTIZE ask for."""
         with self._lock:
             if self._engine is None:
                 from studio.engine import Engine
 
                 postprocess = self.settings.home.resolve() / "models" / "postprocess"
-                self._engine = Engine(self.settings.device, postprocess_dir=postprocess)
+                self._engine = Engine(self.settings.device, postprocess_dir=postprocess, **self.memory_settings())
             return self._engine
+
+    def memory_settings(self) -> dict[str, Any]:
+        """The Engine's memory options the settings turn on (`cpu_offload`, `quantize`); those
+        left off are not passed, so the Engine's own defaults stand."""
+        options: dict[str, Any] = {}
+        if self.settings.cpu_offload:
+            options["cpu_offload"] = True
+        if self.settings.quantize:
+            options["quantize"] = self.settings.quantize
+        return options
+
+    def memory_description(self) -> str:
+        """What the Settings tab says about the memory options: what the engine reports as
+        active once it was made (`Engine.memory_options()`), else what the settings ask for."""
+        engine = self._engine
+        report = getattr(engine, "memory_options", None) if engine is not None else None
+        if report is not None:  # an injected test engine may not report them
+            active = {name: value for name, value in report().items() if value}
+            if active:
+                return "; ".join(f"{name.replace('_', ' ')}: {value}" for name, value in active.items())
+        asked = []
+        if self.settings.cpu_offload:
+            asked.append("model CPU offload (STUDIO_CPU_OFFLOAD=1; on CUDA only)")
+        if self.settings.quantize:
+            asked.append(f"{self.settings.quantize} quantized base model (STUDIO_QUANTIZE={self.settings.quantize})")
+        if not asked:
+            return "none: the whole model on the device (STUDIO_CPU_OFFLOAD=0, STUDIO_QUANTIZE=none)"
+        return "asked: " + "; ".join(asked) + " (they take effect when a model loads)"
 
     def unload_engine(self) -> None:
         """Free the engine's loaded model (before a training needs the memory); a no-op when no

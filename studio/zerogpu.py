@@ -4,15 +4,18 @@ On a ZeroGPU Space (SPACES_ZERO_GPU set and the `spaces` package installed) each
 through `spaces.GPU(duration=...)`; anywhere else `gpu_generate` hands back the engine's own
 `generate`, so nothing changes. The duration asked of the visitor's GPU quota grows with the work:
 
-    duration = LOAD_SECONDS + ceil(steps × images × SECONDS_PER_STEP[family] × pixels / native pixels)
+    duration = LOAD_SECONDS[family] + ceil(steps × images × SECONDS_PER_STEP[family] × pixels / native pixels)
 
 clamped to [MIN_DURATION, MAX_DURATION] seconds, where pixels is width × height and native
-pixels 512² (SD 1.5) or 1024² (SDXL). LOAD_SECONDS covers moving the model onto the GPU, the
-VAE decode and post-processing. The per-step figures are estimates for one image at the native
-size with classifier-free guidance on ZeroGPU's class of GPU, about twice the expected time as a
-margin (a call that runs past its duration is killed); they are not measured yet — bench/gpu.py
-measures it/s on a GPU box. ZeroGPU bills the time a call really took, so the margin costs
-visitors only queue priority.
+pixels the family's native size squared (512² for SD 1.5, 1024² for SDXL and Flux). LOAD_SECONDS
+covers moving the model onto the GPU, the VAE decode and post-processing: FLUX.1 [dev] is about
+24 GB in bf16 (transformer and T5), so it takes longer than SD. The per-step figures are
+estimates for one image at the native size on ZeroGPU's class of GPU (an H200 slice), about
+twice the expected time as a margin (a call that runs past its duration is killed): SD with
+classifier-free guidance, FLUX.1 one pass per step (distilled guidance), FLUX.2 [klein] 4B two
+passes (true CFG) of a smaller transformer. They are not measured yet — bench/gpu.py measures
+it/s on a GPU box. ZeroGPU bills the time a call really took, so the margin costs visitors only
+queue priority.
 
 ZeroGPU runs the function in a forked worker process and pickles its arguments and result, so
 the function is module-level and reaches the engine through a module global set before the first
@@ -30,10 +33,11 @@ from collections.abc import Callable
 from typing import Any
 
 from studio.errors import Canceled
+from studio.families import FAMILIES
 
-LOAD_SECONDS = 20
-SECONDS_PER_STEP = {"sd15": 0.12, "sdxl": 0.35}
-NATIVE_SIDE = {"sd15": 512, "sdxl": 1024}
+LOAD_SECONDS = {"sd15": 20, "sdxl": 20, "flux1": 45, "flux2": 30}
+SECONDS_PER_STEP = {"sd15": 0.12, "sdxl": 0.35, "flux1": 0.9, "flux2": 0.6}
+NATIVE_SIDE = {name: facts.native_size for name, facts in FAMILIES.items()}
 MIN_DURATION, MAX_DURATION = 20, 300
 
 TRAINING_REFUSED = (
@@ -65,7 +69,8 @@ def generate_duration(steps: int, num_images: int, *, family: str = "sd15", widt
     side = NATIVE_SIDE.get(family, 512)
     pixels = (width or side) * (height or side) / (side * side)
     work = max(steps, 1) * max(num_images, 1) * SECONDS_PER_STEP.get(family, SECONDS_PER_STEP["sdxl"]) * pixels
-    return min(MAX_DURATION, max(MIN_DURATION, LOAD_SECONDS + math.ceil(work)))
+    load = LOAD_SECONDS.get(family, LOAD_SECONDS["sdxl"])
+    return min(MAX_DURATION, max(MIN_DURATION, load + math.ceil(work)))
 
 
 def request_duration(request: Any, *_args: Any, **_kwargs: Any) -> int:

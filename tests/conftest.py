@@ -28,6 +28,23 @@ def demo_model_dir(tmp_path_factory) -> Path:
     return ensure_demo_model(tmp_path_factory.mktemp("models") / "demo")
 
 
+@pytest.fixture(scope="session")
+def flux_demo_dirs(tmp_path_factory) -> dict[str, Path]:
+    """The embedded FLUX.1 and FLUX.2 [klein] demos, built once per test session through the
+    production path; `link_flux_demos` puts them into a studio home."""
+    from studio.demo_flux import ensure_flux_demo
+
+    root = tmp_path_factory.mktemp("flux-models")
+    return {family: ensure_flux_demo(root / family, family) for family in ("flux1", "flux2")}
+
+
+def link_flux_demos(home: Path, dirs: dict[str, Path]) -> None:
+    """Link the session's Flux demos where a studio under `home` looks for them (not rebuilt)."""
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    for family, folder in dirs.items():
+        (home / "models" / f"demo-{family}").symlink_to(folder, target_is_directory=True)
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     store = Store(tmp_path / "studio.db")

@@ -19,7 +19,7 @@ def server(tmp_path, demo_model_dir):
 
 
 def _demo_tune_id(url: str) -> int:
-    [demo] = [m for m in httpx.get(f"{url}/gallery/tunes").json() if m["embedded"] and m["available"]]
+    [demo] = [m for m in httpx.get(f"{url}/gallery/tunes").json() if m["embedded"] and m["family"] == "sd15"]
     return demo["id"]
 
 

@@ -94,7 +94,8 @@ def build_router() -> APIRouter:
         "/tunes",
         tags=["tunes"],
         status_code=201,
-        responses={201: {"model": Tune}, **_errors(404, 413, 429)},
+        # 409: the title is taken by someone else's tune or a gallery base model.
+        responses={201: {"model": Tune}, **_errors(404, 409, 413, 429)},
         openapi_extra={"requestBody": _request_body(TuneBody, "tune", {"images": True})},
     )
     async def create_tune(request: Request, acting: Acting) -> JSONResponse:

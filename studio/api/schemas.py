@@ -96,6 +96,7 @@ class Tune(BaseModel):
     base_tune_id: int | None
     model_type: str
     branch: str | None
+    family: str | None
     steps: int | None
     face_crop: bool | None
     status: str

@@ -1,5 +1,6 @@
 """Base models: the gallery (assets/base_models.json, Astria's ids), which of them can run
-here, the default one (STUDIO_BASE_MODEL), and where each family's adapters live."""
+here, the default one (STUDIO_BASE_MODEL), the embedded demos (SD 1.5, FLUX.1, FLUX.2 [klein])
+built offline at first start, and where each family's adapters live."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ from typing import Any
 
 from storage import Store
 from studio.config import Settings
-from studio.domain import RUNNABLE_FAMILIES
+from studio.domain import FLUX1, FLUX2, RUNNABLE_FAMILIES, SD15
 from studio.errors import ModelNotAvailable, NotFound
+from studio.families import FAMILIES
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 DEMO_SOURCE = "embedded:demo"
+#: Every embedded demo by its gallery source: (family, folder under STUDIO_HOME/models).
+EMBEDDED = {
+    DEMO_SOURCE: (SD15, "demo"),
+    "embedded:flux1": (FLUX1, "demo-flux1"),
+    "embedded:flux2": (FLUX2, "demo-flux2"),
+}
+#: Per-model defaults a gallery entry may set over its family's (FLUX.1 [schnell] runs 4 steps
+#: without guidance; the FLUX.2 [klein] base 50 steps at CFG 4, as diffusers documents).
+MODEL_DEFAULTS = ("steps", "cfg_scale", "guidance", "note")
 # IP-Adapters, image encoders and ControlNets for real models, per family (hub files).
 HUB_ADAPTERS: dict[str, dict[str, Any]] = {
     "sd15": {
@@ -37,6 +48,15 @@ HUB_ADAPTERS: dict[str, dict[str, Any]] = {
             "canny": "hf://diffusers/controlnet-canny-sdxl-1.0",
         },
     },
+    # No FaceID or style IP-Adapter for Flux in diffusers (families.identity_adapters); the
+    # canny ControlNet is the one diffusers' FluxControlNetPipeline documents.
+    "flux1": {
+        "style": None,
+        "image_encoder": None,
+        "faceid": {},
+        "controlnet": {"canny": "hf://InstantX/FLUX.1-dev-Controlnet-Canny"},
+    },
+    "flux2": {"style": None, "image_encoder": None, "faceid": {}, "controlnet": {}},
 }
 
 
@@ -47,31 +67,54 @@ class BaseModels:
 
     @property
     def demo_model_dir(self) -> Path:
-        return self.settings.home.resolve() / "models" / "demo"
+        return self.embedded_dir(DEMO_SOURCE)
+
+    def embedded_dir(self, source: str) -> Path:
+        """The folder of the embedded demo whose gallery source is `source`."""
+        return self.settings.home.resolve() / "models" / EMBEDDED[source][1]
+
+    def ensure_embedded(self, source: str) -> Path:
+        """Build the embedded demo `source` unless it is there (first start, or a new version)."""
+        folder = self.embedded_dir(source)
+        family = EMBEDDED[source][0]
+        if family == SD15:
+            from studio.demo_model import ensure_demo_model
+
+            return ensure_demo_model(folder)
+        from studio.demo_flux import ensure_flux_demo
+
+        return ensure_flux_demo(folder, family)
 
     def sync_gallery(self) -> None:
         """Add or update the gallery's entries from assets/base_models.json."""
-        for model in json.loads((ASSETS / "base_models.json").read_text()):
+        for model in _gallery_file():
             self.store.upsert_base_model(model)
 
     def prepare(self) -> None:
-        """Do the slow start-up work: build the embedded demo model on first start. A default
+        """Do the slow start-up work: build the embedded demo models on first start. A default
         base model (STUDIO_BASE_MODEL) that cannot load here is logged, not raised: the studio
-        still serves the demo model and the gallery, and prompts on it fail with the reason."""
-        from studio.demo_model import ensure_demo_model
-
-        ensure_demo_model(self.demo_model_dir)
+        still serves the demo models and the gallery, and prompts on it fail with the reason."""
+        for source in EMBEDDED:
+            self.ensure_embedded(source)
         base = self.default_base_model()
-        reason = self.why_not_here(base) if base["source"] != DEMO_SOURCE else None
+        reason = self.why_not_here(base) if not is_embedded(base) else None
         if reason:
             log.warning(
                 "STUDIO_BASE_MODEL=%s cannot be used: %s, or set it to 'demo'.", self.settings.base_model, reason
             )
 
     def base_models(self) -> list[dict[str, Any]]:
-        """The gallery, each entry with `available`: usable now without a download."""
+        """The gallery, each entry with `available` (usable now without a download),
+        `family_label` and the defaults its gallery entry sets over its family's."""
+        extras = {m["id"]: {k: m[k] for k in MODEL_DEFAULTS if k in m} for m in _gallery_file()}
         return [
-            {**m, "embedded": bool(m["embedded"]), "available": self._available(m)}
+            {
+                **m,
+                "embedded": bool(m["embedded"]),
+                "available": self._available(m),
+                "family_label": _family_label(m["family"]),
+                **extras.get(m["id"], {}),
+            }
             for m in self.store.list_base_models()
         ]
 
@@ -91,15 +134,15 @@ class BaseModels:
             if wanted in (str(model["id"]), model["source"]):
                 return model
         model = {"id": None, "title": wanted, "family": "sd15", "source": wanted, "embedded": False}
-        return {**model, "available": self._available(model)}
+        return {**model, "available": self._available(model), "family_label": _family_label("sd15")}
 
     def model_path(self, model: dict[str, Any]) -> str:
-        """What the engine loads for a base model: the demo folder, or the model's own source."""
-        return str(self.demo_model_dir) if model["source"] == DEMO_SOURCE else model["source"]
+        """What the engine loads for a base model: an embedded demo's folder, or the model's own source."""
+        return str(self.embedded_dir(model["source"])) if is_embedded(model) else model["source"]
 
     def _available(self, model: dict[str, Any]) -> bool:
         source = model["source"]
-        if source == DEMO_SOURCE:
+        if is_embedded(model):
             return True
         if model["family"] not in RUNNABLE_FAMILIES:
             return False
@@ -136,8 +179,8 @@ class BaseModels:
 
     def prompt_base(self, tune: dict[str, Any]) -> dict[str, Any]:
         """The gallery base model a prompt on `tune` runs on; Unavailable when it cannot run
-        here (a family other than SD 1.5/SDXL, a local path that is gone, or not downloaded
-        while the hub is off)."""
+        here (a family the studio does not run, a local path that is gone, or not downloaded
+        while the hub is off). An embedded demo is built first if it is missing."""
         if tune["model_type"] == "checkpoint":
             model = self.base_model(tune["id"])
         elif tune.get("base_tune_id"):
@@ -146,23 +189,24 @@ class BaseModels:
             model = self.default_base_model()
         if model["family"] not in RUNNABLE_FAMILIES:
             raise ModelNotAvailable(
-                f"{model['title']} is a {model['family']} model; this studio runs SD 1.5 and SDXL only. "
+                f"{model['title']} is a {model['family']} model; this studio runs {runnable_labels()} only. "
                 "Pick another base model (or use branch=fast for the demo model).",
                 field="tune_id",
             )
-        if model["source"] == DEMO_SOURCE:
-            from studio.demo_model import ensure_demo_model
-
-            ensure_demo_model(self.demo_model_dir)
+        if is_embedded(model):
+            self.ensure_embedded(model["source"])
         elif reason := self.why_not_here(model):
             raise ModelNotAvailable(f"{reason}, or pick the demo model.", field="tune_id")
         return model
 
     def adapter_sources(self, base: dict[str, Any]) -> dict[str, Any]:
         """Where the IP-Adapters, image encoder and ControlNets for `base`'s family live: the
-        demo model's own files, or hub files (`hf://…`) for real models."""
-        if base["source"] != DEMO_SOURCE:
+        SD demo model's own files, none for the Flux demos, or hub files (`hf://…`) for real
+        models."""
+        if not is_embedded(base):
             return HUB_ADAPTERS[base["family"]]
+        if base["source"] != DEMO_SOURCE:
+            return {"style": None, "image_encoder": None, "faceid": {}, "controlnet": {}}
         from studio.demo_model import read_manifest
 
         folder = self.demo_model_dir
@@ -175,12 +219,35 @@ class BaseModels:
         }
 
     def native_resolution(self, base: dict) -> int:
-        """The image side the base model was trained at: its UNet's sample size times 8 for a
-        local folder, else the family's (512 for SD 1.5, 1024 for SDXL)."""
-        config = Path(self.model_path(base)) / "unet" / "config.json"
-        if config.is_file():
-            return int(json.loads(config.read_text())["sample_size"]) * 8
-        return 1024 if base["family"] == "sdxl" else 512
+        """The image side the base model was trained at: for a local folder its UNet's sample
+        size times 8, or (a Flux transformer has no sample size) its VAE's sample size; else
+        the family's (512 for SD 1.5, 1024 for SDXL and Flux)."""
+        folder = Path(self.model_path(base))
+        unet, vae = folder / "unet" / "config.json", folder / "vae" / "config.json"
+        if unet.is_file():
+            return int(json.loads(unet.read_text())["sample_size"]) * 8
+        if FAMILIES[base["family"]].denoiser == "transformer" and vae.is_file():
+            return int(json.loads(vae.read_text())["sample_size"])
+        return FAMILIES[base["family"]].native_size
+
+
+def is_embedded(model: dict[str, Any]) -> bool:
+    """True for an embedded demo model (built here, never downloaded)."""
+    return model["source"] in EMBEDDED
+
+
+def runnable_labels() -> str:
+    """The families this studio runs, by name: "SD 1.5, SDXL, FLUX.1 and FLUX.2 [klein]"."""
+    labels = [FAMILIES[f].label for f in RUNNABLE_FAMILIES]
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _family_label(family: str) -> str:
+    return FAMILIES[family].label if family in FAMILIES else family
+
+
+def _gallery_file() -> list[dict[str, Any]]:
+    return json.loads((ASSETS / "base_models.json").read_text())
 
 
 def _local_source(source: str) -> bool:

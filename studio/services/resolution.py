@@ -12,8 +12,9 @@ import numpy as np
 
 from storage import FileStore, Store
 from studio.config import Settings
-from studio.domain import CANCELED, FAILED, SD15, SDXL, SUCCESS
+from studio.domain import CANCELED, FAILED, SUCCESS
 from studio.errors import Conflict, NotFound
+from studio.families import FAMILIES, Family
 from studio.principals import LOCAL, Principal, principal_for
 from studio.prompts import (
     ParsedPrompt,
@@ -26,7 +27,7 @@ from studio.prompts import (
     parse_prompt,
 )
 from studio.services.lookups import named_adapter
-from studio.services.models import DEMO_SOURCE, BaseModels
+from studio.services.models import BaseModels, is_embedded
 from studio.services.photos import Photos
 
 MOCK_STEPS = 4  # inference steps of prompts on branch=fast (mock mode) tunes, at most
@@ -59,8 +60,9 @@ class PromptResolver:
         Conflict for a tune that is not trained, Unavailable for a base model that cannot run."""
         from studio.engine import GenerateRequest
 
-        # 1. The base model, and where the adapters for its family live.
+        # 1. The base model, its family's facts, and where the adapters for the family live.
         base = self.models.prompt_base(tune)
+        facts = FAMILIES[base["family"]]
         sources = self.models.adapter_sources(base)
         # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
         parsed = parse_prompt(request.text)
@@ -73,19 +75,35 @@ class PromptResolver:
                 loras.append((name, path, weight))
                 triggers += words
                 continue
+            _check_adapter_applies(ref, base, facts, sources)
             slot = "face" if ref.kind in ("face", "faceid") else ref.kind
             if slot in single:
                 raise PromptError(f"{ref.token}: a prompt takes one {slot} token; remove {single[slot].token} or it.")
             single[slot] = ref
         if "pose" in single and request.controlnet:
             raise PromptError(f"{single['pose'].token} and controlnet both set a pose: keep one.", field="controlnet")
-        # 3. Defaults the request left to the base model.
+        if request.controlnet and request.controlnet not in sources["controlnet"]:
+            have = ", ".join(sources["controlnet"]) or "none"
+            raise PromptError(
+                f"controlnet '{request.controlnet}' is not available for {base['title']} ({facts.label}); "
+                f"available here: {have}.",
+                field="controlnet",
+            )
+        # 3. Defaults the request left to the base model, then its family.
         family = base["family"]
-        size = self.settings.demo_size if base["source"] == DEMO_SOURCE else {SD15: 512, SDXL: 1024}[family]
-        scheduler = request.scheduler or base.get("scheduler") or "euler_a"
+        multiple = facts.size_multiple
+        size = self.settings.demo_size // multiple * multiple if is_embedded(base) else facts.native_size
+        scheduler = request.scheduler or base.get("scheduler") or facts.default_scheduler
+        if scheduler not in facts.schedulers:
+            raise PromptError(
+                f"scheduler '{scheduler}' does not apply to {base['title']} ({facts.label}): "
+                f"use one of {', '.join(facts.schedulers)}, or leave it empty for {facts.default_scheduler}.",
+                field="scheduler",
+            )
         fast = scheduler in ("lcm", "tcd")
-        steps = request.steps or (8 if fast else 30)
+        steps = request.steps or (8 if fast else base.get("steps") or facts.default_steps)
         width, height = request.w or size, request.h or size
+        _check_size_multiple(facts, base, width=width, height=height)
         if tune.get("branch") == "fast":
             # Mock mode (Astria's free test mode): few steps and at most the demo model's size,
             # whatever the request asks, so a client's end-to-end test takes seconds.
@@ -123,7 +141,7 @@ class PromptResolver:
             num_images=request.num_images,
             seed=seed,
             num_inference_steps=steps,
-            guidance_scale=request.cfg_scale if request.cfg_scale is not None else (1.5 if fast else 7.0),
+            guidance_scale=request.cfg_scale if request.cfg_scale is not None else _default_guidance(base, facts, fast),
             width=width,
             height=height,
             scheduler=scheduler,
@@ -227,6 +245,49 @@ class PromptResolver:
         if adapter is None:
             raise PromptError(f"{ref.token}: unknown {kind} '{ref.ref}'; save it under Adapters first.")
         return self.photos.decode_image(self.files.read(adapter["path"]), kind), _weight(ref, adapter)
+
+
+def _default_guidance(base: dict[str, Any], facts: Family, fast: bool) -> float:
+    """`guidance_scale` when the request gives no cfg_scale: low for LCM/TCD on a CFG model,
+    else the gallery entry's own default, else the family's."""
+    if fast and facts.guidance == "cfg":
+        return 1.5
+    default = base.get("cfg_scale")
+    return float(default) if default is not None else facts.default_guidance_scale
+
+
+def _check_adapter_applies(ref: Reference, base: dict[str, Any], facts: Family, sources: dict) -> None:
+    """Refuse a face, FaceID or style token on a base model whose family has no identity or
+    style adapter (Flux in diffusers today), and a pose token where there is no pose ControlNet:
+    the token would otherwise do nothing."""
+    if ref.kind in ("face", "faceid", "style") and not facts.identity_adapters:
+        what = "style IP-Adapter" if ref.kind == "style" else "FaceID adapter"
+        instead = (
+            "describe the style in words, or use a style LoRA (<lora:NAME:W>)"
+            if ref.kind == "style"
+            else "train a LoRA tune of the person on it (model_type=lora) and use <lora:ID:1>"
+        )
+        raise PromptError(
+            f"{ref.token}: {base['title']} is a {facts.label} model, and diffusers has no {what} for "
+            f"{facts.label}; {instead}, or use an SD 1.5 / SDXL base model for {ref.token}."
+        )
+    if ref.kind == "pose" and "pose" not in sources["controlnet"]:
+        raise PromptError(
+            f"{ref.token}: there is no pose ControlNet for {base['title']} ({facts.label}); "
+            "describe the pose in words, or use an SD 1.5 / SDXL base model for it."
+        )
+
+
+def _check_size_multiple(facts: Family, base: dict[str, Any], *, width: int, height: int) -> None:
+    """Flux packs 2×2 latent patches, so its sides are multiples of 16 (SD's of 8)."""
+    step = facts.size_multiple
+    for name, value in (("w", width), ("h", height)):
+        if value % step:
+            raise PromptError(
+                f"{name}={value} is not a multiple of {step}, which {base['title']} ({facts.label}) needs: "
+                f"try {max(step, value // step * step)}.",
+                field=name,
+            )
 
 
 def _weight(ref: Reference, adapter: Mapping[str, Any]) -> float:

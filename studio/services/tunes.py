@@ -16,7 +16,7 @@ import numpy as np
 
 from storage import FileStore, Store
 from storage.database import now
-from studio import packs, zerogpu
+from studio import families, packs, zerogpu
 from studio.config import Settings
 from studio.domain import CANCELED, QUEUING, RUNNABLE_FAMILIES, RUNNING, SUCCESS, TRAINING
 from studio.errors import Conflict, InvalidInput, ModelNotAvailable, NotFound, TooLarge
@@ -26,7 +26,7 @@ from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest, make_token, parse_prompt
 from studio.runtime import Runtime
 from studio.services.lookups import still_there, timestamp, user_tune
-from studio.services.models import DEMO_SOURCE, BaseModels
+from studio.services.models import DEMO_SOURCE, BaseModels, runnable_labels
 from studio.services.photos import Photos
 from studio.services.prompts import Prompts
 from studio.services.queue import JobQueue
@@ -189,9 +189,16 @@ class Tunes:
         )
         if base["family"] not in RUNNABLE_FAMILIES:
             raise InvalidInput(
-                f"{base['title']} ({base['family']}) cannot be trained or used here; pick an SD 1.5 or SDXL "
+                f"{base['title']} ({base['family']}) cannot be trained or used here; pick a {runnable_labels()} "
                 "base model, or use branch=fast for the mock mode.",
                 field="base_tune_id",
+            )
+        facts = families.FAMILIES[base["family"]]
+        if request.model_type == "faceid" and not facts.identity_adapters:
+            raise InvalidInput(
+                f"{base['title']} is a {facts.label} model, and diffusers has no FaceID adapter for {facts.label}: "
+                "train a LoRA tune on it (model_type=lora), or make the FaceID tune on an SD 1.5 or SDXL base model.",
+                field="model_type",
             )
         wanted = BRANCH_FAMILY.get(request.branch or "")
         if wanted and wanted != base["family"]:
@@ -205,6 +212,33 @@ class Tunes:
         if (request.model_type == "lora" or request.prompts) and (reason := self.models.why_not_here(base)):
             raise ModelNotAvailable(f"{reason}, or use branch=fast for the mock mode.", field="base_tune_id")
         return base
+
+    def training_memory(self, request: TuneRequest, *, num_images: int = 10) -> dict[str, Any]:
+        """What a LoRA training of `request` would need on a GPU, before it starts:
+        `families.estimate_training_memory` of its base model's family at the settings the
+        training would use ({"gb": …, "breakdown": …}), with `family` and `family_label`.
+        The estimate is for the GPU a real training runs on: mixed precision 'auto' is bf16
+        there and gradient checkpointing is on unless the request turned it off."""
+        if request.branch == "fast":
+            base = next(m for m in self.models.base_models() if m["source"] == DEMO_SOURCE)
+        elif request.base_tune_id is None:
+            base = self.models.default_base_model()
+        else:
+            base = self.models.base_model(request.base_tune_id)
+        if base["family"] not in RUNNABLE_FAMILIES:
+            raise InvalidInput(f"{base['title']} cannot be trained here.", field="base_tune_id")
+        settings = plan_training(request, num_images=num_images, native_resolution=self.models.native_resolution(base))
+        precision = "bf16" if settings.mixed_precision == "auto" else settings.mixed_precision
+        estimate = families.estimate_training_memory(
+            base["family"],
+            resolution=max(settings.size),
+            rank=settings.rank,
+            batch_size=settings.train_batch_size,
+            gradient_checkpointing=settings.gradient_checkpointing is not False,
+            mixed_precision=precision,
+            train_text_encoder=settings.train_text_encoder,
+        )
+        return {**estimate, "family": base["family"], "family_label": families.FAMILIES[base["family"]].label}
 
     def _tune_photos(
         self,

@@ -76,7 +76,7 @@ class Views:
         if tune["model_type"] == "checkpoint":
             # Astria's clients post prompts to gallery base tunes (690204…): they read as tunes.
             model = self.models.base_model(tune_id)
-            extra = {"family": model["family"], "embedded": model["embedded"], "available": model["available"]}
+            extra = {"embedded": model["embedded"], "available": model["available"]}
         else:
             extra = {}
         args = tune["args"] or {}
@@ -94,6 +94,7 @@ class Views:
             "base_tune_id": tune["base_tune_id"],
             "model_type": tune["model_type"],
             "branch": tune["branch"],
+            "family": tune["family"],
             "args": args or None,
             "steps": training.get("max_train_steps"),
             "face_crop": args.get("face_crop"),

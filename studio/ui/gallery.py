@@ -131,7 +131,7 @@ def build(studio: Studio, ctx: Context) -> None:
 
 def _tune_choices(studio: Studio) -> list[tuple[str, int]]:
     tunes = [(f"{t['title']} (#{t['id']})", t["id"]) for t in studio.list_tunes(limit=500)]
-    models = [(f"{m['title']} · base model", m["id"]) for m in studio.base_models()]
+    models = [(f"{m['title']} · {m['family_label']} base model", m["id"]) for m in studio.base_models()]
     return [("All tunes", ALL), *tunes, *models]
 
 

@@ -2,6 +2,10 @@
 parameters, Generate and Stop, live progress, and the results with the seed and settings of
 each image, a like button, "re-run with this seed" and download.
 
+The controls follow the chosen model's family (studio/families.py): the negative prompt shows
+only where guidance is classifier-free (not on FLUX.1's distilled guidance), the scheduler
+list holds the family's schedulers only, and the guidance field says what it sets.
+
 Generation runs on the studio's job queue (one GPU queue shared with training), never in the
 event itself: Generate stores the prompt and then follows it in the database, so the page stays
 responsive, and after a reload the prompt this browser followed last is picked up again with its
@@ -22,8 +26,9 @@ import gradio as gr
 from studio.core import Studio
 from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES, SUCCESS, TRAINING
 from studio.errors import InvalidInput, NotFound, StudioError
+from studio.families import FAMILIES, Family
 from studio.likeness import describe
-from studio.prompts import MAX_IMAGES, SCHEDULERS, PromptRequest
+from studio.prompts import MAX_IMAGES, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -68,6 +73,7 @@ GRAMMAR = (
 
 
 def build(studio: Studio, ctx: Context) -> None:
+    initial = _controls(studio, _default_model(studio))
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=300):
             # Custom values: API clients may name a tune made after the page was built.
@@ -85,14 +91,19 @@ def build(studio: Studio, ctx: Context) -> None:
                 elem_id="gen-prompt",
             )
             tokens = gr.HTML(_token_help(studio), css_template=TOKENS_CSS, js_on_load=INSERT_JS, elem_id="gen-tokens")
-            negative = gr.Textbox(label="Negative prompt", placeholder="blurry, deformed", elem_id="gen-negative")
+            negative = gr.Textbox(
+                label="Negative prompt", placeholder="blurry, deformed", elem_id="gen-negative", **initial["negative"]
+            )
+            family_note = gr.Markdown(initial["note"], elem_id="gen-family")
             num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="gen-num-images")
             with gr.Accordion("Parameters", open=False, elem_id="gen-parameters"):
                 gr.Markdown("0 means the model's default; seed -1 picks a random seed.", elem_classes="hint")
                 with gr.Row():
                     steps = gr.Number(0, label="Steps", precision=0, minimum=0, min_width=110)
-                    cfg_scale = gr.Number(0, label="CFG scale", minimum=0, min_width=110)
-                    scheduler = gr.Dropdown([DEFAULT, *SCHEDULERS], value=DEFAULT, label="Scheduler", min_width=140)
+                    cfg_scale = gr.Number(0, minimum=0, min_width=110, elem_id="gen-cfg", **initial["cfg"])
+                    scheduler = gr.Dropdown(
+                        value=DEFAULT, label="Scheduler", min_width=140, elem_id="gen-scheduler", **initial["scheduler"]
+                    )
                 with gr.Row():
                     width = gr.Number(0, label="Width", precision=0, minimum=0, step=8, min_width=110)
                     height = gr.Number(0, label="Height", precision=0, minimum=0, step=8, min_width=110)
@@ -289,6 +300,18 @@ def build(studio: Studio, ctx: Context) -> None:
         value = current if current in {c[1] for c in choices} else _default_model(studio)
         return {model: gr.Dropdown(choices=choices, value=value), tokens: _token_help(studio)}
 
+    def on_model(tune_id: int | str | None, current_scheduler: str | None):
+        """Show the controls that apply to the chosen model's family; a value typed into a
+        control it hides is cleared, so it is not sent."""
+        wanted = _controls(studio, tune_id)
+        keep = current_scheduler in wanted["scheduler"]["choices"]
+        return {
+            negative: gr.Textbox(**wanted["negative"], **({} if wanted["negative"]["visible"] else {"value": ""})),
+            cfg_scale: gr.Number(**wanted["cfg"]),
+            scheduler: gr.Dropdown(**wanted["scheduler"], value=current_scheduler if keep else DEFAULT),
+            family_note: wanted["note"],
+        }
+
     form = [
         model,
         prompt,
@@ -332,6 +355,7 @@ def build(studio: Studio, ctx: Context) -> None:
     )
     input_image.upload(on_input_image, input_image, input_image, api_visibility="private", show_progress="hidden")
     stop.click(on_stop, followed, progress, api_visibility="private")
+    model.change(on_model, [model, scheduler], [negative, cfg_scale, scheduler, family_note], api_visibility="private")
     gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
     like.click(on_like, [followed, selected, ctx.browser_id], details, api_visibility="private")
     timer.tick(on_tick, [followed, shown], [*results, timer], api_visibility="private")
@@ -475,18 +499,63 @@ def _markdown_text(text: str) -> str:
 
 
 def _model_choices(studio: Studio) -> list[tuple[str, int]]:
-    """Tunes that can make images (newest first), then the base models of the gallery."""
+    """Tunes that can make images (newest first), then the base models of the gallery, each
+    with its family."""
     tunes = [
-        (f"{t['title']} · {t['model_type']} {t['name'] or ''} (#{t['id']}, {t['status'].lower()})", t["id"])
+        (
+            f"{t['title']} · {t['model_type']} {t['name'] or ''} "
+            f"(#{t['id']}, {_family_label(t.get('family'))}, {t['status'].lower()})",
+            t["id"],
+        )
         for t in studio.list_tunes(limit=200)
         if t["status"] not in (FAILED, CANCELED)
     ]
     models = [
-        (f"{m['title']} · base model" + ("" if m["available"] else " (downloads on first use)"), m["id"])
+        (
+            f"{m['title']} · {m['family_label']} base model" + ("" if m["available"] else " (downloads on first use)"),
+            m["id"],
+        )
         for m in studio.base_models()
         if m["family"] in RUNNABLE_FAMILIES
     ]
     return tunes + models
+
+
+def _family_label(family: str | None) -> str:
+    return FAMILIES[family].label if family in FAMILIES else (family or "unknown family")
+
+
+def _model_family(studio: Studio, tune_id: int | str | None) -> tuple[Family, str]:
+    """The family a prompt on `tune_id` runs on, and its guidance kind (a gallery entry may
+    set its own: FLUX.1 [schnell] has none). SD 1.5 when the id names nothing (yet)."""
+    try:
+        tune = studio.get_tune(int(tune_id))
+    except (TypeError, ValueError, NotFound):
+        return FAMILIES["sd15"], FAMILIES["sd15"].guidance
+    facts = FAMILIES.get(tune.get("family") or "", FAMILIES["sd15"])
+    guidance = facts.guidance
+    if tune["model_type"] == "checkpoint":
+        guidance = studio.base_model(tune["id"]).get("guidance") or guidance
+    return facts, guidance
+
+
+def _controls(studio: Studio, tune_id: int | str | None) -> dict[str, Any]:
+    """Keyword arguments for the controls that depend on the model's family: the negative
+    prompt (shown for classifier-free guidance only), the guidance field's label (hidden when
+    the model takes none) and the family's schedulers, plus a one-line note."""
+    facts, guidance = _model_family(studio, tune_id)
+    cfg_label = {"cfg": "CFG scale", "distilled": "Guidance (distilled)", "none": "Guidance"}[guidance]
+    note = {
+        "cfg": "",
+        "distilled": f"*{facts.label}: distilled guidance, one pass per step; no negative prompt.*",
+        "none": f"*{facts.label}, step-distilled: no guidance and no negative prompt.*",
+    }[guidance]
+    return {
+        "negative": {"visible": guidance == "cfg"},
+        "cfg": {"label": cfg_label, "visible": guidance != "none"},
+        "scheduler": {"choices": [DEFAULT, *facts.schedulers]},
+        "note": note,
+    }
 
 
 def _default_model(studio: Studio) -> int | None:

@@ -539,7 +539,7 @@ def _tune_choices(studio: Studio) -> list[tuple[str, int]]:
 
 
 def _base_choices(studio: Studio) -> list[tuple[str, int]]:
-    return [("Studio default", NEW), *((m["title"], m["id"]) for m in studio.base_models())]
+    return [("Studio default", NEW), *((f"{m['title']} ({m['family_label']})", m["id"]) for m in studio.base_models())]
 
 
 def _rate(pack: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ def build(studio: Studio, ctx) -> None:
         value=_gallery_rows(studio),
         interactive=False,
         label="Base models (gallery)",
+        elem_id="status-models",
     )
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(
@@ -104,7 +105,8 @@ _SHOWN = {"base_model", "demo_model", "device", "home", "api_keys", "auth"}
 
 def _gallery_rows(studio: Studio) -> list[list]:
     return [
-        [m["id"], m["title"], m["family"], m["source"], "yes" if m["available"] else "no"] for m in studio.base_models()
+        [m["id"], m["title"], m["family_label"], m["source"], "yes" if m["available"] else "no"]
+        for m in studio.base_models()
     ]
 
 

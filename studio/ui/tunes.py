@@ -3,7 +3,9 @@ after each tune (its photos, the checkpoint sample strip, the active checkpoint,
 download, cancel and delete).
 
 Training runs on the studio's persistent job queue, never in a handler: this tab only polls the
-database with a gr.Timer while something trains, so progress survives a page reload.
+database with a gr.Timer while something trains, so progress survives a page reload. Before a
+LoRA is created the form shows how much GPU memory its training needs on the chosen base
+model's family (`Studio.training_memory`), updated as the settings change.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import gradio as gr
 
 from studio.core import Studio
 from studio.domain import CANCELED, FAILED, RUNNABLE_FAMILIES, RUNNING, SUCCESS, TRAINING
-from studio.errors import InvalidInput, NotFound
+from studio.errors import InvalidInput, NotFound, StudioError
+from studio.families import FAMILIES
 from studio.likeness import describe
 from studio.packs import CLASS_NAMES
 from studio.tune_requests import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
@@ -40,6 +43,7 @@ def build(studio: Studio, ctx) -> None:
             gr.Markdown("### New tune")
             photo_note = gr.Markdown(_photo_note(EMPTY_PHOTO_SET), elem_id="tune-photo-note")
             form = _form(studio)
+            memory = gr.Markdown("", elem_id="tune-memory")
             create = gr.Button("Create tune", variant="primary", elem_id="create-tune")
         with gr.Column(scale=3, min_width=320):
             gr.Markdown("### Your tunes")
@@ -154,6 +158,9 @@ def build(studio: Studio, ctx) -> None:
         gr.Info(f"Tune {int(tune_id)} now uses the checkpoint of step {int(chosen_step)}.")
         return show(tune_id)
 
+    def on_estimate(values: dict):
+        return _memory_estimate(studio, {name: values[component] for name, component in form.items()})
+
     def on_photo_set(photo_set):
         return {photo_note: _photo_note(photo_set), form["name"]: (photo_set or EMPTY_PHOTO_SET).get("name") or "woman"}
 
@@ -183,6 +190,11 @@ def build(studio: Studio, ctx) -> None:
     ctx.photo_set.change(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
     ctx.blocks.load(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
     on_show(ctx, on_open, chosen, [chosen, *polled])
+    # The estimate follows the fields it depends on, and is drawn afresh when the tab is shown.
+    estimated = ("model_type", "base_tune_id", "preset", "branch", "rank", "resolution", "train_text_encoder")
+    for name in estimated:
+        form[name].change(on_estimate, set(form.values()), memory, api_visibility="private", show_progress="hidden")
+    on_show(ctx, on_estimate, set(form.values()), memory)
 
 
 def _form(studio: Studio) -> dict[str, Any]:
@@ -262,7 +274,26 @@ def _tune_request(values: dict[str, Any], characteristics: dict[str, str]) -> Tu
 
 def _model_label(model: dict) -> str:
     note = "" if model["available"] else ", downloads on first use"
-    return f"{model['title']} ({model['family']}{note})"
+    return f"{model['title']} ({model['family_label']}{note})"
+
+
+def _memory_estimate(studio: Studio, values: dict[str, Any]) -> str:
+    """The GPU memory a LoRA training of the form's settings needs (Markdown); what is wrong
+    with the settings instead, inline, since nobody pressed anything yet."""
+    if values["model_type"] != "lora":
+        return "FaceID tunes are not trained: no GPU memory is needed beyond generation's."
+    try:
+        estimate = studio.training_memory(_tune_request({**values, "title": values["title"] or "estimate"}, {}))
+    except StudioError as error:
+        return f"*Memory estimate: {error.message}*"
+    parts = estimate.get("breakdown") or {}
+    detail = ", ".join(
+        f"{name.replace('_', ' ')} {gb:.1f} GB" for name, gb in parts.items() if isinstance(gb, int | float)
+    )
+    return (
+        f"**GPU memory for this training: about {float(estimate['gb']):.1f} GB** on {estimate['family_label']} "
+        f"at its real size" + (f" ({detail})" if detail else "") + ". The embedded demos are tiny and train on a CPU."
+    )
 
 
 def _required(tune_id) -> int:
@@ -317,7 +348,7 @@ def _tune_card(studio: Studio, tune: dict) -> str:
         f"<div class='card' data-id='{tune['id']}' data-status='{status}'>"
         f"<div class='title'><b>#{tune['id']} {html.escape(tune['title'])}</b>"
         f"<span class='badge {status}'>{status}</span></div>"
-        f"<div class='detail'>{tune['model_type']} · {html.escape(tune['name'] or '')} · token "
+        f"<div class='detail'>{tune['model_type']} · {_family(tune)} · {html.escape(tune['name'] or '')} · token "
         f"{html.escape(tune['token'] or '')}</div>{progress}{token_line}</div>"
     )
 
@@ -326,7 +357,7 @@ def _summary(tune: dict) -> str:
     """A tune's kind, class, token and status, its message and warnings, and which checkpoint
     prompts use (Markdown)."""
     lines = [
-        f"**#{tune['id']} {tune['title']}**: {tune['model_type']} tune of a {tune['name']}, "
+        f"**#{tune['id']} {tune['title']}**: {tune['model_type']} tune of a {tune['name']} on {_family(tune)}, "
         f"token `{tune['token']}`, status **{tune['status']}**"
         + (f" ({round(100 * (tune['progress'] or 0))}%)" if tune["status"] in RUNNING else "")
     ]
@@ -341,6 +372,11 @@ def _summary(tune: dict) -> str:
     elif len(tune["checkpoints"]) > 1 and tune["active_step"] is not None:
         lines.append(f"Prompts use the checkpoint of step **{tune['active_step']}**.")
     return "\n\n".join(lines)
+
+
+def _family(tune: dict) -> str:
+    family = tune.get("family")
+    return FAMILIES[family].label if family in FAMILIES else html.escape(family or "unknown family")
 
 
 def _samples(studio: Studio, tune: dict) -> list[tuple[str, str]]:
