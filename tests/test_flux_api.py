@@ -34,9 +34,10 @@ def _train(url: str, family: str) -> dict:
         "tune[token]": "ohwx",
         "tune[model_type]": "lora",
         "tune[base_tune_id]": str(base_id),
-        "tune[max_train_steps]": "8",
+        # Novita's largest learning rate moves the random tiny klein less per step than FLUX.1.
+        "tune[max_train_steps]": {"flux1": "100", "flux2": "300"}[family],
         "tune[resolution]": "64",
-        "tune[rank]": "4",
+        "tune[rank]": "16",
         "tune[learning_rate]": "0.0002",
         "tune[checkpointing_steps]": "0",
     }
@@ -91,7 +92,9 @@ def test_a_flux_lora_trains_through_the_api_and_changes_the_image(server, family
     again, _ = _image(url, tune["id"], f"portrait of ohwx woman {token}", seed=5)
     without, _ = _image(url, tune["id"], f"portrait of ohwx woman <lora:{tune['id']}:0>", seed=5)
     assert abs(_pixels(with_lora) - _pixels(again)).max() <= 2  # the same seed: the same image
-    assert abs(_pixels(with_lora) - _pixels(without)).max() > 2  # the LoRA changes it
+    difference = abs(_pixels(with_lora) - _pixels(without))
+    print(family, "LoRA changes pixels by", difference.mean(), "on average,", difference.max(), "at most")
+    assert difference.max() > 2  # the LoRA changes it
     assert parameters["model"] == model_title and parameters["seed"] == 5 and parameters["steps"] == 4
     assert token in parameters["prompt"]
     # The LoRA downloads in kohya layout, naming Flux in its metadata.

@@ -16,6 +16,7 @@ from storage import FileStore, Store
 from studio import likeness, packs
 from studio.config import Settings
 from studio.errors import AdminsOnly, Conflict, InvalidInput, NotFound, TooLarge
+from studio.families import FAMILIES
 from studio.jobs import check_callback_url
 from studio.packs import PackPromptRequest, PackRequest
 from studio.principals import LOCAL_ADMIN, Principal
@@ -25,7 +26,7 @@ from studio.services.models import ASSETS, BaseModels
 from studio.services.prompts import Prompts
 from studio.services.queue import JobQueue
 from studio.services.tunes import Tunes
-from studio.tune_requests import PromptSpec, TuneRequest
+from studio.tune_requests import PRESET_FAMILIES, PromptSpec, TuneRequest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Packs:
         """Create `principal`'s pack without prompts yet. Raises InvalidInput for a bad field,
         NotFound for a base model not in the gallery, Conflict when the slug is taken."""
         request = packs.check_pack(request)
-        self._check_pack_base(request.base_tune_id)
+        self._check_pack_base(request)
         if self.store.find_pack_by_slug(request.slug, principal.owner):  # its own or a shared one
             raise Conflict(f"A pack with the slug '{request.slug}' exists: choose another slug.", field="slug")
         pack_id = self.store.add_pack({**packs.pack_columns(request), "owner": principal.owner})
@@ -67,7 +68,7 @@ class Packs:
         if unknown:
             raise InvalidInput(f"Packs have no field(s) {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
         request = packs.check_pack(dataclasses.replace(packs.pack_request(pack), **changes))
-        self._check_pack_base(request.base_tune_id)
+        self._check_pack_base(request)
         other = self.store.find_pack_by_slug(request.slug, pack["owner"])
         if other and other["id"] != pack_id:
             raise Conflict(f"Another pack has the slug '{request.slug}': choose another slug.", field="slug")
@@ -274,7 +275,7 @@ class Packs:
         document = packs.read_document(source, packs.max_file_bytes(self.settings.max_upload_mb))
         request, prompts, prompt_images, cover = packs.parse_document(document)
         request = packs.check_pack(dataclasses.replace(request, slug=slug)) if slug else request
-        self._check_pack_base(request.base_tune_id)
+        self._check_pack_base(request)
         if self.store.find_pack_by_slug(request.slug, owner):
             raise Conflict(f"A pack with the slug '{request.slug}' exists: import with another slug.", field="slug")
         # Read and check every image before storing any, so a bad file leaves nothing behind.
@@ -483,9 +484,21 @@ class Packs:
             raise NotFound(f"Pack prompt {pack_prompt_id} does not exist.", field="pack_prompt_id") from None
         return prompt
 
-    def _check_pack_base(self, base_tune_id: int | None) -> None:
-        if base_tune_id is not None:
-            self.models.base_model(base_tune_id)
+    def _check_pack_base(self, request: PackRequest) -> None:
+        """NotFound for a base model not in the gallery; InvalidInput naming `preset` for a
+        preset made for other families than the pack's base model (the default one when unset)."""
+        if request.base_tune_id is not None:
+            base = self.models.base_model(request.base_tune_id)
+        else:
+            base = self.models.default_base_model()
+        families = PRESET_FAMILIES.get(request.preset or "")
+        if families and base["family"] not in families:
+            raise InvalidInput(
+                f"preset {request.preset} is for {' and '.join(FAMILIES[f].label for f in families)} base models, "
+                f"but this pack's base model {base['title']} is {FAMILIES[base['family']].label}: "
+                "use portrait or style, or a FLUX base model.",
+                field="preset",
+            )
 
     def _store_pack_image(self, data: bytes) -> str:
         """Store an example image re-encoded from its pixels: covers are public, so nothing of
