@@ -54,6 +54,8 @@ class Family:
 
 _SD_SCHEDULERS = ("euler", "euler_a", "dpm++2m_karras", "dpm++sde_karras", "dpm++2m", "dpm++sde", "lcm", "tcd")
 _FLOW_SCHEDULERS = ("euler", "euler_a", "lcm")
+#: The double-stream (joint) attention projections both Flux generations share: image side, then text.
+_JOINT_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 
 FAMILIES: dict[str, Family] = {
     SD15: Family(
@@ -125,14 +127,7 @@ FAMILIES: dict[str, Family] = {
         objective="flow",
         # Attention and feed-forward projections of the double- and single-stream blocks.
         lora_targets=(
-            "to_q",
-            "to_k",
-            "to_v",
-            "to_out.0",
-            "add_q_proj",
-            "add_k_proj",
-            "add_v_proj",
-            "to_add_out",
+            *_JOINT_ATTENTION,
             "ff.net.0.proj",
             "ff.net.2",
             "ff_context.net.0.proj",
@@ -162,14 +157,7 @@ FAMILIES: dict[str, Family] = {
         denoiser="transformer",
         objective="flow",
         lora_targets=(
-            "to_q",
-            "to_k",
-            "to_v",
-            "to_out.0",
-            "add_q_proj",
-            "add_k_proj",
-            "add_v_proj",
-            "to_add_out",
+            *_JOINT_ATTENTION,
             "ff.linear_in",
             "ff.linear_out",
             "ff_context.linear_in",
