@@ -135,3 +135,18 @@ def test_flux1_refuses_faceid_tunes_and_references_naming_what_works(server):
     response = httpx.post(f"{url}/tunes/{FLUX1_DEMO}/prompts", files=parts)
     assert response.status_code == 422 and response.json()["field"] == "references"
     assert "FLUX.2 [klein]" in response.json()["error"]
+
+
+def test_a_reference_url_on_a_private_address_is_refused_like_image_urls(
+    tmp_path, demo_model_dir, flux_demo_dirs, site
+):
+    site.files["/outfit.png"] = _outfit()
+    home = tmp_path / "home"
+    with live_studio(home, demo_model_dir, worker=False, flux_demos=flux_demo_dirs, allow_private_urls=False) as (
+        url,
+        studio,
+    ):
+        response = _post(url, "portrait", [("outfit", f"{site.url}/outfit.png")])
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "references" and "127.0.0.1" in response.json()["error"]
+        assert studio.list_prompts() == []
