@@ -150,3 +150,22 @@ def test_a_reference_url_on_a_private_address_is_refused_like_image_urls(
         assert response.status_code == 422, response.text
         assert response.json()["field"] == "references" and "127.0.0.1" in response.json()["error"]
         assert studio.list_prompts() == []
+
+
+def test_a_prompt_posted_to_the_reference_tune_uses_its_crops_without_a_token(server, reference_tune):
+    url, studio = server
+    kept = len(studio.store.get_tune(reference_tune["id"])["args"]["references"])
+    body = {"prompt": {"text": "portrait", "seed": 3, "steps": 2, "w": 64, "h": 64, "num_images": 1}}
+    response = httpx.post(f"{url}/tunes/{reference_tune['id']}/prompts", json=body, timeout=60)
+    assert response.status_code == 201, response.text
+    prompt_id = response.json()["id"]
+
+    def done():
+        prompt = httpx.get(f"{url}/prompts/{prompt_id}").json()
+        assert prompt["status"] not in ("FAILED", "CANCELED"), prompt["message"]
+        return prompt if prompt["images"] else None
+
+    prompt = wait_for(done, timeout=300, what="the prompt's image")
+    with Image.open(io.BytesIO(httpx.get(prompt["images"][0]).content)) as image:
+        extra = parse_parameters(image.info["parameters"])["extra"]
+    assert extra["Reference roles"] == ", ".join(["face"] * kept) and len(prompt["likeness"]) == 1
