@@ -41,7 +41,7 @@ from studio import families
 from studio.engine_models import FACEID_LORA, FAMILIES, ModelCache, pick_device
 from studio.errors import Canceled, InvalidInput, OutOfMemory, Unavailable
 from studio.postprocess import LABELS, PostContext, open_postprocessors
-from studio.prompts import MAX_SEED, SCHEDULERS, format_parameters
+from studio.prompts import MAX_SEED, SCHEDULERS, format_parameters, reference_instructions
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ class GenerateRequest:
     ready map (mostly black: a skeleton or edges) as it is and otherwise prefers OpenPose,
     then Canny. img2img: `init_image` with `strength` (1.0 keeps nothing of it); on a family
     without strength img2img but with reference editing (FLUX.2 [klein]) `init_image` is the
-    reference image and strength does not apply (the images say so). Adapter and
+    reference image and strength does not apply (the images say so). `reference_images` are
+    (role, PIL image) pairs passed, in order, as the reference list of a family that takes
+    several (`Family.reference_images`; FLUX.2 [klein]'s `image=[...]`); the prompt then already
+    holds their role instructions (prompts.reference_instructions), which the PNG records as
+    `Reference roles`. Adapter and
     model paths may also be `hf://owner/repo/path/in/repo`. `parameters_prompt` is the prompt
     as the person wrote it (tokens included) for the PNG's parameters; default `prompt`.
     `single_file_config` is, for a single-file checkpoint, the diffusers folder or hub id whose
@@ -102,6 +106,7 @@ class GenerateRequest:
     control_mode: str = "auto"
     init_image: Any = field(default=None, repr=False)
     strength: float = 0.8
+    reference_images: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     super_resolution: bool = False
     face_correct: bool = False
     face_swap: bool = False
@@ -177,6 +182,14 @@ def check_request(request: GenerateRequest) -> None:
         fail("controlnet", f"{facts.label} has no ControlNet pipeline in diffusers; leave the ControlNet out.")
     if request.init_image is not None and not {"img2img", "reference"} & set(facts.pipelines):
         fail("init_image", f"{facts.label} cannot start from an input image; leave it out.")
+    if request.reference_images:
+        limit = facts.reference_images
+        if not limit:
+            fail("reference_images", f"{facts.label} takes no reference images; use FLUX.2 [klein] for them.")
+        if len(request.reference_images) > limit:
+            fail("reference_images", f"{len(request.reference_images)} reference images; {facts.label} takes {limit}.")
+        if request.init_image is not None:
+            fail("init_image", "with reference images, pass the input image as one of them instead.")
     if request.init_image is not None:
         if not 0 < request.strength <= 1:
             fail("strength", f"{request.strength} is out of range; use more than 0, up to 1.")
@@ -395,6 +408,9 @@ class Engine:
             extra["Denoising strength"] = request.strength
         if request.controlnet is not None:
             extra["ControlNet"] = f"{Path(request.controlnet).name} {request.controlnet_conditioning_scale}"
+        if request.reference_images:
+            extra["Reference roles"] = ", ".join(role for role, _image in request.reference_images)
+            extra["Reference instructions"] = reference_instructions([r for r, _i in request.reference_images])
         model_name = request.model_name or request.model.rstrip("/").split("/")[-1]
         out = []
         for image, seed in zip(images, seeds):
@@ -500,6 +516,8 @@ class Engine:
             variant = "controlnet_img2img" if request.init_image is not None else "controlnet"
         elif request.init_image is not None:
             variant = "img2img" if "img2img" in facts.pipelines else "reference"
+        elif request.reference_images:
+            variant = "reference"
         runner_class = getattr(diffusers, facts.pipelines[variant])
         accepts = inspect.signature(runner_class.__call__).parameters
         size = (request.width, request.height)
@@ -507,6 +525,8 @@ class Engine:
         warnings: list[str] = []
         if "width" in accepts:
             inputs.update(width=request.width, height=request.height)
+        if request.reference_images:
+            inputs["image"] = [fit_image(image, size) for _role, image in request.reference_images]
         if request.init_image is not None:
             inputs["image"] = fit_image(request.init_image, size)
             if variant == "reference":

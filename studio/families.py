@@ -46,6 +46,10 @@ class Family:
     params_b: dict[str, float] = field(default_factory=dict)
     identity_adapters: bool = True  # IP-Adapter FaceID and style adapters exist for the family
     size_multiple: int = 8
+    # Reference images one call takes (FLUX.2 [klein]'s `image=[...]`: BFL documents up to four
+    # for klein); 0 where the family has no multi-reference pipeline. A reference tune keeps this
+    # many face crops, and face plus role references together are capped at it.
+    reference_images: int = 0
 
     @property
     def uses_negative_prompt(self) -> bool:
@@ -173,6 +177,7 @@ FAMILIES: dict[str, Family] = {
         params_b={"transformer": 3.9, "text_encoder": 4.0, "vae": 0.08},
         identity_adapters=False,
         size_multiple=16,
+        reference_images=4,
     ),
 }
 

@@ -153,3 +153,23 @@ def _duplicate_warning(group: list[int]) -> str:
 def hamming(a: int, b: int) -> int:
     """How many of two perceptual hashes' 64 bits differ."""
     return (a ^ b).bit_count()
+
+
+def best_references(inspections: list[PhotoInspection], same_person_distance: float, keep: int) -> list[int]:
+    """The indexes of the `keep` photos a reference tune passes to a multi-reference model,
+    best first, chosen with the report card: photos with one face that are not identity
+    outliers and have no serious finding (`usable`; when none is, every photo with a face),
+    one per group of near-duplicates, ranked by fewest warnings, then most frontal (|yaw|),
+    then sharpest (the `blurry` check's score)."""
+    card = report_card(inspections, same_person_distance)
+    candidates = card["usable"] or [i for i, p in enumerate(inspections) if p.subject is not None]
+    for group in card["near_duplicates"]:
+        kept = [i for i in group if i in candidates][:1]
+        candidates = [i for i in candidates if i not in group or i in kept]
+
+    def rank(index: int) -> tuple[int, float, float]:
+        photo = inspections[index]
+        blurry = photo.findings.get("blurry")
+        return len(photo.warnings), abs(photo.yaw or 0.0), -(blurry.score if blurry else 0.0)
+
+    return sorted(candidates, key=rank)[:keep]

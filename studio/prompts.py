@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -227,7 +227,8 @@ class PromptRequest:
     one" for seed. `input_image` is the uploaded image's bytes (PNG/JPEG/WEBP): with `controlnet`
     it is the control image, otherwise the img2img start image; `controlnet_txt2img` makes it a
     control image only. `denoising_strength` is img2img's strength (1.0 keeps nothing of the
-    image)."""
+    image). `references` are role-tagged reference images, (role, bytes) pairs with a role of
+    REFERENCE_ROLES, for base models that take reference images (FLUX.2 [klein])."""
 
     text: str
     negative_prompt: str = ""
@@ -247,6 +248,7 @@ class PromptRequest:
     face_correct: bool = False
     face_swap: bool = False
     callback: str | None = None
+    references: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptRequest:
@@ -257,7 +259,7 @@ class PromptRequest:
         for key, value in data.items():
             if key not in known or value is None or value == "":
                 continue
-            values[key] = _convert(key, value)
+            values[key] = tuple((str(r), bytes(d)) for r, d in value) if key == "references" else _convert(key, value)
         if "text" not in values:
             raise PromptError("A prompt needs text.", field="text")
         return cls(**values)
@@ -295,6 +297,8 @@ class PromptRequest:
                 )
         if self.input_image is not None and not (self.controlnet and self.controlnet_txt2img):
             check_img2img_steps(self.steps, self.denoising_strength)
+        for role, _data in self.references:
+            check_reference_role(role)
         if self.negative_prompt and _TOKEN_START.search(self.negative_prompt):
             raise PromptError("Tokens like <lora:…> belong in text, not in negative_prompt.", field="negative_prompt")
         parse_prompt(self.text)
@@ -302,8 +306,50 @@ class PromptRequest:
 
     def params(self) -> dict[str, Any]:
         """The fields worth storing with the prompt (JSON-safe; the image is stored apart)."""
-        skip = {"text", "negative_prompt", "input_image", "callback"}
+        skip = {"text", "negative_prompt", "input_image", "callback", "references"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+# Roles a reference image can play on a base model that takes reference images. `face` comes
+# from a reference tune (<faceid:ID:w>) or an upload; the others are uploads or URLs only.
+REFERENCE_ROLES = ("face", "outfit", "background", "pose", "style")
+
+# What the model is told each role's images are for: the one place the role instructions are
+# built (see `reference_instructions`).
+_ROLE_PHRASES = {
+    "face": "the person from {images}",
+    "outfit": "wearing the outfit from {images}",
+    "background": "in the background from {images}",
+    "pose": "in the pose from {images}",
+    "style": "in the style of {images}",
+}
+
+
+def check_reference_role(role: str) -> str:
+    """`role` when it is one of REFERENCE_ROLES, else a PromptError naming it."""
+    if role not in REFERENCE_ROLES:
+        raise PromptError(f"reference role '{role}' is not one of: {', '.join(REFERENCE_ROLES)}.", field="references")
+    return role
+
+
+def reference_instructions(roles: Sequence[str]) -> str:
+    """The sentence that tells a multi-reference editing model (FLUX.2 [klein]) what each of
+    its reference images is for, numbered as the images are passed (1-based), e.g. for
+    ("face", "face", "outfit"): "Show the person from images 1 and 2, wearing the outfit from
+    image 3." It is put before the prompt text, and the images record it. Empty without roles."""
+    if not roles:
+        return ""
+    parts = []
+    for role in REFERENCE_ROLES:
+        numbers = [str(i + 1) for i, r in enumerate(roles) if r == role]
+        if numbers:
+            images = (
+                f"image {numbers[0]}" if len(numbers) == 1 else f"images {', '.join(numbers[:-1])} and {numbers[-1]}"
+            )
+            parts.append(_ROLE_PHRASES[role].format(images=images))
+    if "face" not in roles:
+        parts.insert(0, "the subject")
+    return "Show " + ", ".join(parts) + "."
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

@@ -15,6 +15,7 @@ from studio import packs
 from studio.errors import InvalidInput, TooLarge
 from studio.formdata import nest
 from studio.principals import LOCAL_ADMIN, Principal
+from studio.prompts import REFERENCE_ROLES, check_reference_role
 from studio.tune_requests import tune_request_from_fields
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 JSON_LIMIT = 2**20
 #: The media types read; a body of any other (e.g. application/jsonx) is not guessed at: it
 #: gives no fields, so the route names the first field it misses.
+#: Reference files one prompt may upload: one per role at most.
+MAX_REFERENCE_FILES = len(REFERENCE_ROLES)
 JSON_TYPE, FORM_TYPES = "application/json", ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -188,11 +191,13 @@ def create_prompt(
     *,
     base_url: str,
     principal: Principal = LOCAL_ADMIN,
+    reference_files: Sequence[bytes] = (),
 ) -> dict[str, Any]:
     """Astria's `POST /tunes/:id/prompts`. The input image is the uploaded `input_image` file,
     else fetched from `input_image_url` (like `image_urls`), else decoded from
-    `input_image_base64` (a data URL)."""
-    extra = ("input_image", "input_image_url", "input_image_base64")
+    `input_image_base64` (a data URL). Role-tagged references (`references`, see
+    `references`) pair `reference_files` with the entries that give no `url`, in order."""
+    extra = ("input_image", "input_image_url", "input_image_base64", "references")
     values = {key: value for key, value in fields.items() if key not in extra}
     url, data_url = text(fields.get("input_image_url")), text(fields.get("input_image_base64"))
     if input_image is None and url:
@@ -201,7 +206,38 @@ def create_prompt(
         input_image = packs.decode_data_url(data_url, "input_image_base64")
     if input_image is not None:
         values["input_image"] = input_image
+    if fields.get("references") or reference_files:
+        values["references"] = references(studio, fields.get("references"), reference_files)
     return studio.create_prompt(tune_id, values, base_url=base_url, principal=principal)
+
+
+def references(studio: Studio, entries: Any, files: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """(role, image bytes) pairs from `references`: a list of {"role": …, "url": …} (JSON), or
+    the form's `prompt[references][][role]` with a `prompt[references][][url]` or a file field
+    `prompt[references][][image]` (files pair, in order, with the entries that give no url).
+    URLs are fetched SSRF-checked like `image_urls`. An unknown role is an InvalidInput naming it."""
+    if entries in (None, ""):
+        entries = []
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise InvalidInput('references must be a list of {"role": …, "url": …}.', field="references")
+    pending = list(files)
+    out = []
+    for entry in entries:
+        role = check_reference_role(text(entry.get("role")) or "")
+        url = text(entry.get("url"))
+        if url:
+            [(_, data)] = studio.fetch_photos([url], field="references")
+        elif pending:
+            data = pending.pop(0)
+        else:
+            raise InvalidInput(f"The {role} reference has neither a url nor a file.", field="references")
+        out.append((role, data))
+    if pending:
+        raise InvalidInput(
+            f"{len(pending)} reference file(s) without a role: send prompt[references][][role] for each.",
+            field="references",
+        )
+    return out
 
 
 def inspect(studio: Studio, fields: Mapping[str, Any], upload: bytes | None) -> dict[str, Any]:

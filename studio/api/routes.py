@@ -184,10 +184,18 @@ def build_router() -> APIRouter:
     )
     async def create_prompt(request: Request, tune_id: Id, user: Caller, acting: Acting) -> JSONResponse:
         """Generate images on a tune (or on a gallery base tune, with <lora:…> / <faceid:…>
-        tokens). The prompt is queued; poll it or pass a `callback`."""
+        tokens). On FLUX.2 [klein], `references` add role-tagged reference images (roles face,
+        outfit, background, pose, style): multipart `prompt[references][][role]` with a file
+        `prompt[references][][image]` or a `prompt[references][][url]`, or JSON
+        `{"references": [{"role": …, "url": …}]}`. The prompt is queued; poll it or pass a `callback`."""
         # One input image, in a file or as base64 in the JSON (a third larger).
         upload_mb = _studio(request).settings.max_upload_mb
-        fields, files = await forms.body(request, "prompt", json_limit=forms.JSON_LIMIT + upload_mb * 2**20 * 4 // 3)
+        fields, files = await forms.body(
+            request,
+            "prompt",
+            files=1 + forms.MAX_REFERENCE_FILES,
+            json_limit=forms.JSON_LIMIT + upload_mb * 2**20 * 4 // 3,
+        )
         studio = _studio(request)
         upload = files.get("input_image")
         prompt = await run_in_threadpool(
@@ -198,6 +206,7 @@ def build_router() -> APIRouter:
             upload[0][1] if upload else None,
             base_url=_base(request),
             principal=acting,
+            reference_files=[data for _name, data in files.get("references", [])],
         )
         made = await run_in_threadpool(studio.prompt_json, prompt["id"], _base(request), user, principal=acting)
         return JSONResponse(made, 201)

@@ -82,12 +82,20 @@ class Prompts:
         tune = self.resolver.prompt_tune(tune_id)
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
+        references = [(role, self.photos.decode_image(data, "references")) for role, data in request.references]
         ready = tune["status"] == SUCCESS
         if ready:
-            self.resolver.generate_request(tune, request, seed=seed, input_image=image, owner=owner)
+            self.resolver.generate_request(
+                tune, request, seed=seed, input_image=image, owner=owner, references=references
+            )
         params = {**request.params(), "seed": seed}
         if image is not None:
             params["input_image_path"] = self.files.put(png_bytes(image), "photos", ".png")
+        if references:
+            # Re-encoded clean (no metadata), like the input image; deleted with the prompt.
+            params["reference_images"] = [
+                {"role": role, "path": self.files.put(png_bytes(ref), "photos", ".png")} for role, ref in references
+            ]
         # One transaction: a prompt refused by a full queue (Busy) is rolled back, so no prompt
         # waits for a job never queued, and no concurrent listing sees one that then vanishes.
         with self.store.transaction():
@@ -156,12 +164,17 @@ class Prompts:
             image = None
             if params.get("input_image_path"):
                 image = self.photos.decode_image(self.files.read(params["input_image_path"]), "input_image")
+            references = [
+                (ref["role"], self.photos.decode_image(self.files.read(ref["path"]), "references"))
+                for ref in params.get("reference_images") or []
+            ]
             generate = self.resolver.generate_request(
                 self.resolver.prompt_tune(prompt["tune_id"]),
                 request,
                 seed=params["seed"],
                 input_image=image,
                 owner=prompt["owner"],
+                references=references,
             )
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
@@ -304,6 +317,9 @@ class Prompts:
         values = {k: v for k, v in params.items() if k in known}
         if params.get("input_image_path"):
             values["input_image"] = self.files.read(params["input_image_path"])
+        values["references"] = tuple(
+            (ref["role"], self.files.read(ref["path"])) for ref in params.get("reference_images") or []
+        )
         request = PromptRequest(text=prompt["text"], negative_prompt=prompt["negative_prompt"] or "", **values)
         return self.create_prompt(
             prompt["tune_id"], request, orig_prompt_id=prompt["orig_prompt_id"], principal=principal

@@ -5,7 +5,7 @@ checked and resolved, and the defaults the request left to the base model."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from studio.prompts import (
     check_img2img_steps,
     format_weight,
     parse_prompt,
+    reference_instructions,
 )
 from studio.services.lookups import named_adapter
 from studio.services.models import BaseModels, is_embedded
@@ -50,10 +51,24 @@ class PromptResolver:
         return tune
 
     def generate_request(
-        self, tune: dict[str, Any], request: PromptRequest, *, seed: int, input_image, owner: str = LOCAL
+        self,
+        tune: dict[str, Any],
+        request: PromptRequest,
+        *,
+        seed: int,
+        input_image,
+        owner: str = LOCAL,
+        references: Sequence[tuple[str, Any]] = (),
     ) -> Any:
         """Resolve a prompt's tokens and defaults into the engine's request. Adapter names
         resolve within the adapters of `owner`, the prompt's owner (see `named_adapter`).
+        `references` are the prompt's role-tagged reference images, (role, PIL image) pairs.
+
+        On a base model that takes reference images (FLUX.2 [klein]) `<faceid:ID:w>` of a
+        reference tune passes the tune's face crops, best first, as `face` references, before
+        the role references: `w` is the share of its crops passed (round(w × crops), at least
+        one for w > 0, none for w = 0), within the model's limit left by the role references.
+        The text the model sees starts with `prompts.reference_instructions` of the roles.
 
         The tune's own LoRA or FaceID applies when the text does not name it. Raises
         PromptError (unknown LoRA, a faceid tune used as a LoRA, one face/style/pose at most…),
@@ -67,15 +82,16 @@ class PromptResolver:
         # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
         parsed = parse_prompt(request.text)
         principal = principal_for(owner, self.settings.admins)
-        references = [*parsed.references, *self._implicit_references(tune, parsed)]
+        tokens = [*parsed.references, *self._implicit_references(tune, parsed)]
         loras, triggers, single = [], [], {}
-        for ref in references:
+        for ref in tokens:
             if ref.kind == "lora":
                 name, path, weight, words = self._resolve_lora(ref, base, principal)
                 loras.append((name, path, weight))
                 triggers += words
                 continue
-            _check_adapter_applies(ref, base, facts, sources)
+            if not (ref.kind == "faceid" and facts.reference_images):
+                _check_adapter_applies(ref, base, facts, sources)
             slot = "face" if ref.kind in ("face", "faceid") else ref.kind
             if slot in single:
                 raise PromptError(f"{ref.token}: a prompt takes one {slot} token; remove {single[slot].token} or it.")
@@ -111,6 +127,24 @@ class PromptResolver:
             width, height = min(width, self.settings.demo_size), min(height, self.settings.demo_size)
         # 4. Adapters with their inputs; an input image is a control image, a start image or both.
         options: dict[str, Any] = {}
+        text = parsed.text
+        if references and not facts.reference_images:
+            raise PromptError(
+                f"{base['title']} ({facts.label}) takes no reference images: use a FLUX.2 [klein] base model "
+                "for face, outfit, background, pose and style references.",
+                field="references",
+            )
+        if facts.reference_images and ("face" in single or references):
+            faces = self._reference_faces(single.pop("face"), base, facts, len(references)) if "face" in single else []
+            role_images = (*faces, *references)
+            if len(role_images) > facts.reference_images:
+                raise PromptError(
+                    f"{len(role_images)} reference images, but {base['title']} takes {facts.reference_images}: "
+                    "leave some out.",
+                    field="references",
+                )
+            options["reference_images"] = role_images
+            text = f"{reference_instructions([role for role, _image in role_images])} {text}".strip()
         if "face" in single:
             embedding, adapter, scale = self._resolve_face(single["face"], base, sources, principal)
             options.update(faceid_embedding=embedding, faceid_adapter=adapter, faceid_scale=scale)
@@ -136,7 +170,7 @@ class PromptResolver:
         return GenerateRequest(
             model=self.models.model_path(base),
             family=family,
-            prompt=add_trigger_words(parsed.text, triggers),
+            prompt=add_trigger_words(text, triggers),
             negative_prompt=request.negative_prompt,
             num_images=request.num_images,
             seed=seed,
@@ -239,6 +273,28 @@ class PromptResolver:
             )
         return tuple(float(v) for v in vector), adapters[str(vector.size)], weight
 
+    def _reference_faces(
+        self, ref: Reference, base: dict[str, Any], facts: Family, roles: int
+    ) -> list[tuple[str, Any]]:
+        """The ("face", crop) references of a reference tune's `<faceid:ID:w>`: round(w × its
+        crops), at least one for w > 0, within the model's limit less `roles` role references."""
+        tune = self._referenced_tune(ref, "faceid")
+        crops = (tune.get("args") or {}).get("references") or []
+        if not crops:
+            raise PromptError(
+                f"{ref.token}: FaceID tune {ref.ref} has no reference crops (it was made on an SD base model), "
+                f"and diffusers has no FaceID adapter for {facts.label}; make the FaceID tune on {base['title']} "
+                f"(a reference tune), train a LoRA tune of the person on it (model_type=lora) and use <lora:ID:1>, "
+                f"or use an SD 1.5 / SDXL base model for {ref.token}."
+            )
+        wanted = 0 if ref.weight <= 0 else max(1, round(ref.weight * len(crops)))
+        out = []
+        for crop in crops[: min(wanted, max(facts.reference_images - roles, 1))]:
+            row = self.store.get_photo(crop["photo_id"])
+            if row is not None:
+                out.append(("face", self.photos.photo_image(row).crop(tuple(crop["box"]))))
+        return out
+
     def _adapter_image(self, kind: str, ref: Reference, principal: Principal) -> tuple[Any, float]:
         """(image, scale) of a saved style or pose."""
         adapter = named_adapter(self.store, kind, ref.ref, principal)
@@ -267,6 +323,9 @@ def _check_adapter_applies(ref: Reference, base: dict[str, Any], facts: Family, 
             if ref.kind == "style"
             else "train a LoRA tune of the person on it (model_type=lora) and use <lora:ID:1>"
         )
+        if ref.kind == "faceid":
+            instead += " (FLUX.2 [klein] takes a FaceID tune as reference images)"
+
         raise PromptError(
             f"{ref.token}: {base['title']} is a {facts.label} model, and diffusers has no {what} for "
             f"{facts.label}; {instead}, or use an SD 1.5 / SDXL base model for {ref.token}."

@@ -172,7 +172,8 @@ class Tunes:
             "owner": principal.owner,
         }
         if request.model_type == "faceid":
-            tune_id, created = self._create_faceid_tune(record, rows, request)
+            limit = families.FAMILIES[base["family"]].reference_images
+            tune_id, created = self._create_faceid_tune(record, rows, request, keep=limit)
         else:
             tune_id, created = self._create_lora_tune(record, rows, request, base)
         return tune_id, created, rejections
@@ -194,10 +195,11 @@ class Tunes:
                 field="base_tune_id",
             )
         facts = families.FAMILIES[base["family"]]
-        if request.model_type == "faceid" and not facts.identity_adapters:
+        if request.model_type == "faceid" and not facts.identity_adapters and not facts.reference_images:
             raise InvalidInput(
-                f"{base['title']} is a {facts.label} model, and diffusers has no FaceID adapter for {facts.label}: "
-                "train a LoRA tune on it (model_type=lora), or make the FaceID tune on an SD 1.5 or SDXL base model.",
+                f"{base['title']} is a {facts.label} model, and diffusers has no FaceID adapter for {facts.label} "
+                "nor a multi-reference pipeline: train a LoRA tune on it (model_type=lora), or make the FaceID "
+                "tune on an SD 1.5 or SDXL base model (IP-Adapter-FaceID) or a FLUX.2 [klein] one (reference tune).",
                 field="model_type",
             )
         wanted = BRANCH_FAMILY.get(request.branch or "")
@@ -290,16 +292,21 @@ class Tunes:
                 self.queue.enqueue("train", tune_id)
         return tune_id, created
 
-    def _create_faceid_tune(self, record: dict, rows: list[dict], request: TuneRequest) -> tuple[int, bool]:
+    def _create_faceid_tune(
+        self, record: dict, rows: list[dict], request: TuneRequest, *, keep: int = 0
+    ) -> tuple[int, bool]:
         """A FaceID tune: the reference embedding of the photos that show a face, stored as .npy;
-        no training. InvalidInput when no photo shows a face."""
+        no training. On a base model that takes reference images (`keep` > 0, FLUX.2 [klein]) it
+        is a reference tune too: `args["references"]` keeps the `keep` best face crops (see
+        `best_reference_crops`). InvalidInput when no photo shows a face."""
         analyzer = self.runtime.face_analyzer
-        embeddings, faceless = [], []
+        embeddings, faceless, found = [], [], []
         for row in rows:
             rgb = np.asarray(self.photos.photo_image(row))
             faces = analyzer.detect(rgb)
             if faces:
                 embeddings.append(analyzer.embed(rgb, faces[0]))
+                found.append((row, rgb))
             else:
                 faceless.append(row.get("filename") or f"photo {row['id']}")
         if not embeddings:
@@ -322,6 +329,8 @@ class Tunes:
             "trained_at": stamp,
             "args": {"faces": len(embeddings), "warnings": warnings},
         }
+        if keep and found:
+            tune["args"]["references"] = _reference_crops(found, analyzer, keep)
         with self.store.transaction():
             tune_id, created = self.store.add_tune_unless_titled(tune)
             if created:
@@ -497,6 +506,24 @@ class Tunes:
             what = "a FaceID tune: it has no LoRA" if tune["model_type"] == "faceid" else f"{tune['status']}"
             raise Conflict(f"Tune {tune_id} is {what}; download its LoRA once it is trained.", field="tune_id")
         return self.files.path(tune["kohya_path"])
+
+
+def _reference_crops(found: list[tuple[dict, np.ndarray]], analyzer, keep: int) -> list[dict[str, Any]]:
+    """A reference tune's face crops: the `keep` best photos (`best_references`), each as its
+    photo id and the head-and-shoulders box to crop from it (twice the face's size), so the
+    crops go with the photos when the tune is deleted."""
+    from studio.inspection import analyze_photo, face_crop_region
+    from studio.inspection_report import best_references
+
+    inspections = [analyze_photo(rgb, analyzer) for _row, rgb in found]
+    chosen = best_references(inspections, analyzer.same_person_distance, keep)
+    out = []
+    for index in chosen:
+        (row, rgb), face = found[index], inspections[index].subject
+        if face is not None:
+            box = face_crop_region(face, (rgb.shape[1], rgb.shape[0]), ratio=2.0)
+            out.append({"photo_id": row["id"], "box": list(box)})
+    return out
 
 
 def _prompt_fields(spec: PromptSpec) -> dict[str, Any]:

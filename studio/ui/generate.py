@@ -28,7 +28,7 @@ from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES
 from studio.errors import InvalidInput, NotFound, StudioError
 from studio.families import FAMILIES, Family
 from studio.likeness import describe
-from studio.prompts import MAX_IMAGES, PromptRequest
+from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -122,6 +122,24 @@ def build(studio: Studio, ctx: Context) -> None:
                 with gr.Row():
                     strength = gr.Slider(0, 1, value=0.8, step=0.05, label="Denoising strength")
                     controlnet = gr.Dropdown(["none", "pose", "canny"], value="none", label="ControlNet")
+                with gr.Accordion("Reference images (FLUX.2 [klein])", open=False, elem_id="gen-references"):
+                    gr.Markdown(
+                        "Optional, one per role; the model is told what each is for (see the image's "
+                        "parameters). A reference tune's <faceid:ID:w> adds its face crops.",
+                        elem_classes="hint",
+                    )
+                    with gr.Row():
+                        role_slots = [
+                            gr.Image(
+                                type="filepath",
+                                sources=["upload", "clipboard"],
+                                label=role.capitalize(),
+                                height=120,
+                                min_width=100,
+                                elem_id=f"gen-ref-{role}",
+                            )
+                            for role in REFERENCE_ROLES
+                        ]
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                 stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
@@ -189,12 +207,18 @@ def build(studio: Studio, ctx: Context) -> None:
         input_image: str | None = None,
         denoising_strength: float = 0.8,
         controlnet: str = "none",
+        face_reference: str | None = None,
+        outfit_reference: str | None = None,
+        background_reference: str | None = None,
+        pose_reference: str | None = None,
+        style_reference: str | None = None,
     ):
         """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
         are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
         scale, w and h left at 0 take the model's defaults; a negative seed picks one. The
         fields are the REST API's; tokens such as <faceid:7:1> go in `text`."""
         # The one place the form becomes a request; the parameter names are the public API's.
+        slots = (face_reference, outfit_reference, background_reference, pose_reference, style_reference)
         if not (text or "").strip():
             raise InvalidInput("Write a prompt first (tokens from the list below it are optional).", field="text")
         request = PromptRequest(
@@ -213,6 +237,7 @@ def build(studio: Studio, ctx: Context) -> None:
             face_correct=bool(face_correct),
             super_resolution=bool(super_resolution),
             face_swap=bool(face_swap),
+            references=tuple((role, _input_bytes(path)) for role, path in zip(REFERENCE_ROLES, slots) if path),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
 
@@ -329,6 +354,7 @@ def build(studio: Studio, ctx: Context) -> None:
         input_image,
         strength,
         controlnet,
+        *role_slots,
     ]
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they
@@ -354,6 +380,8 @@ def build(studio: Studio, ctx: Context) -> None:
         show_progress_on=progress,
     )
     input_image.upload(on_input_image, input_image, input_image, api_visibility="private", show_progress="hidden")
+    for slot in role_slots:  # each role's upload is cleaned like the input image
+        slot.upload(on_input_image, slot, slot, api_visibility="private", show_progress="hidden")
     stop.click(on_stop, followed, progress, api_visibility="private")
     model.change(on_model, [model, scheduler], [negative, cfg_scale, scheduler, family_note], api_visibility="private")
     gallery.select(on_select, [followed, ctx.browser_id], [selected, details], api_visibility="private")
