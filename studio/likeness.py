@@ -28,6 +28,20 @@ reference face) or:
 
 with `score`, `distance` and `face` None and `message` NO_FACE when no face was found.
 
+Copy-paste flag
+---------------
+Reference models (a FaceID tune on FLUX.2 [klein] passes its face crops to the model) can paste
+an input face instead of drawing the person. An image from such a reference tune also gets
+`reference_similarity`, the highest cosine similarity of its reported face to any single
+reference crop's face (None without a face), and `copy_paste`, true when that similarity is at
+least `copy_threshold`: the similarity of faces COPY_DISTANCE_FRACTION (a quarter) of the
+backend's same-person distance apart, i.e. far closer than two real photos of one person get:
+
+    dlib        same person from 0.916, a copy from 0.9947 (unit d < 0.1025)
+    insightface same person from 0.395, a copy from 0.9622 (d < 0.275)
+
+Re-embedding the very same face crop (resized or slightly rotated) scores above 0.999 with dlib.
+
 Rankings
 --------
 A pack or pack prompt also gets likeness figures from the images scored for it (kept by database
@@ -63,11 +77,30 @@ LIKENESS_WEIGHT = 0.3
 MAX_FACES = 5
 #: Tune classes whose subject has no human face for the face backends to find.
 NON_HUMAN = frozenset({"cat", "dog", "style"})
+#: A face this share of the same-person distance from a reference crop's is a copy of it: real
+#: photos of one person sit well apart inside the same-person distance, a pasted crop does not.
+COPY_DISTANCE_FRACTION = 0.25
+COPIES = "copies a reference"
 
 
 def similarity_threshold(same_person_distance: float) -> float:
     """The cosine similarity at which two unit embeddings are `same_person_distance` apart."""
     return round(1.0 - same_person_distance**2 / 2.0, 4)
+
+
+def copy_threshold(same_person_distance: float) -> float:
+    """The cosine similarity from which a face copies a reference crop (module docstring)."""
+    return similarity_threshold(same_person_distance * COPY_DISTANCE_FRACTION)
+
+
+def copy_paste(embedding: Any, crops: Sequence[Any], threshold: float) -> tuple[float | None, bool]:
+    """(highest cosine similarity of `embedding` to one of the `crops` embeddings, whether it
+    reaches `threshold`); (None, False) without crops."""
+    if not len(crops):
+        return None, False
+    face = unit(embedding)
+    best = max(float(np.dot(face, unit(crop))) for crop in crops)
+    return round(best, 4), bool(best >= threshold)
 
 
 def unit(vector: Any) -> np.ndarray:
@@ -98,11 +131,15 @@ def subject_tune_id(tune: Mapping[str, Any], text: str) -> int | None:
     return None
 
 
-def score_image(analyzer: FaceAnalyzer, reference: np.ndarray, rgb: np.ndarray) -> dict[str, Any]:
+def score_image(
+    analyzer: FaceAnalyzer, reference: np.ndarray, rgb: np.ndarray, crops: Sequence[np.ndarray] | None = None
+) -> dict[str, Any]:
     """Score the faces of an RGB uint8 (H, W, 3) image against a unit `reference` embedding made
     by `analyzer`'s backend; returns a likeness record (module docstring) for the best-matching
-    face of at most MAX_FACES, or the NO_FACE record. ValueError when the reference's size is
-    not the analyzer's embedding size (a reference made by another backend)."""
+    face of at most MAX_FACES, or the NO_FACE record. With `crops` (the embeddings of a reference
+    tune's face crops, by the same backend) the record also has `reference_similarity` and
+    `copy_paste` for that face. ValueError when the reference's size is not the analyzer's
+    embedding size (a reference made by another backend)."""
     reference = unit(reference)
     if reference.size != analyzer.embedding_dim:
         raise ValueError(
@@ -121,11 +158,14 @@ def score_image(analyzer: FaceAnalyzer, reference: np.ndarray, rgb: np.ndarray) 
         "face": None,
         "message": NO_FACE if not faces else None,
     }
-    best_index, best_score = -1, -2.0
+    if crops is not None:
+        record.update(reference_similarity=None, copy_paste=False)
+    best_index, best_score, best_embedding = -1, -2.0, None
     for index, face in enumerate(faces[:MAX_FACES]):  # detect() returns the best detections first
-        score = float(np.dot(analyzer.embed(rgb, face), reference))
+        embedding = analyzer.embed(rgb, face)
+        score = float(np.dot(embedding, reference))
         if score > best_score:
-            best_index, best_score = index, score
+            best_index, best_score, best_embedding = index, score, embedding
     if best_index >= 0:
         face = faces[best_index]
         distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * best_score)))
@@ -139,6 +179,9 @@ def score_image(analyzer: FaceAnalyzer, reference: np.ndarray, rgb: np.ndarray) 
                 "det_score": round(float(face.score), 3),
             },
         )
+        if crops is not None:
+            similarity, copied = copy_paste(best_embedding, crops, copy_threshold(analyzer.same_person_distance))
+            record.update(reference_similarity=similarity, copy_paste=copied)
     return record
 
 
@@ -197,7 +240,10 @@ def describe(record: Mapping[str, Any] | None) -> str:
     if record.get("score") is None:
         return f"{record.get('message') or NO_FACE} ({record['backend']})"
     verdict = "same person" if record["same_person"] else "not a match"
-    return f"likeness {record['score']:.3f} · {verdict} (from {record['threshold']:.3f}, {record['backend']})"
+    line = f"likeness {record['score']:.3f} · {verdict} (from {record['threshold']:.3f}, {record['backend']})"
+    if record.get("copy_paste"):
+        line += f" · {COPIES} ({record['reference_similarity']:.3f})"
+    return line
 
 
 def reference_embedding(embeddings: Sequence[np.ndarray]) -> np.ndarray:

@@ -99,6 +99,8 @@ def test_faceid_passes_the_crops_and_roles_change_the_image_with_the_same_seed(s
     face, parameters, prompt = _image(url, f"{token} portrait")
     assert not np.array_equal(face, plain)  # the crops reached the pipeline
     assert len(prompt["likeness"]) == 1
+    # The API's likeness carries the copy-paste flag (the tiny demo draws no face to flag).
+    assert (prompt["likeness"][0]["copy_paste"], prompt["likeness"][0]["reference_similarity"]) == (False, None)
     assert parameters["extra"]["Reference roles"] == ", ".join(["face"] * kept)
     assert parameters["extra"]["Reference instructions"].startswith("Show the person from image")
     dressed, parameters, _ = _image(url, f"{token} portrait", [("outfit", _outfit())])

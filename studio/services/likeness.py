@@ -59,15 +59,40 @@ class Likeness:
         self.store.update_tune(tune_id, embedding_path=path, face_backend=analyzer.name)
         return None if reference is None else (reference, analyzer.name)
 
-    def score(self, tune_id: int, image) -> dict[str, Any] | None:
+    def score(self, tune_id: int, image, crops: list[np.ndarray] | None = None) -> dict[str, Any] | None:
         """The likeness record (studio/likeness.py) of a PIL `image` against tune `tune_id`'s
         subject, scored with the backend that made its reference; None when the tune's images
-        are not scored (see `likeness_reference`). Unavailable when that backend is missing."""
+        are not scored (see `likeness_reference`). A reference tune's record also carries the
+        copy-paste flag against its face crops (`crops`: their embeddings when the caller has
+        them already, `reference_crops`). Unavailable when that backend is missing."""
         found = self.reference(tune_id)
         if found is None:
             return None
         reference, backend = found
-        return likeness.score_image(self.runtime.analyzer_for(backend), reference, np.asarray(image.convert("RGB")))
+        analyzer = self.runtime.analyzer_for(backend)
+        if crops is None:
+            crops = self.reference_crops(tune_id, backend)
+        return likeness.score_image(analyzer, reference, np.asarray(image.convert("RGB")), crops or None)
+
+    def reference_crops(self, tune_id: int, backend: str) -> list[np.ndarray]:
+        """The embeddings (by `backend`) of the face crops a reference tune passes to its model
+        (`args["references"]`), best face of each crop; [] for any other tune or a crop whose
+        photo is gone or shows no face."""
+        tune = self.store.get_tune(tune_id) or {}
+        crops = (tune.get("args") or {}).get("references") or []
+        if not crops:
+            return []
+        analyzer = self.runtime.analyzer_for(backend)
+        out = []
+        for crop in crops:
+            row = self.store.get_photo(crop["photo_id"])
+            if row is None:
+                continue
+            rgb = np.asarray(self.photos.photo_image(row).convert("RGB").crop(tuple(crop["box"])))
+            faces = analyzer.detect(rgb)
+            if faces:
+                out.append(analyzer.embed(rgb, faces[0]))
+        return out
 
     def rescore_prompt(self, prompt_id: int) -> dict[str, Any]:
         """Score a prompt's stored images again (after its tune's photos changed, or for images
@@ -104,7 +129,9 @@ class Likeness:
         if subject_tune is None or not likeness.scores_subject(subject_tune):
             return [None] * len(images)
         try:
-            return [self.score(subject, image) for image in images]
+            found = self.reference(subject)
+            crops = self.reference_crops(subject, found[1]) if found is not None and images else []
+            return [self.score(subject, image, crops) for image in images]
         except Unavailable as error:
             log.warning("prompt %s: images not scored for likeness: %s", prompt["id"], error.message)
             return [None] * len(images)
