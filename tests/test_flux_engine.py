@@ -1,4 +1,4 @@
-"""The engine on the Flux families, with the tiny FLUX.1 [dev] and FLUX.2 [klein] demos: text to
+"""The engine on the Flux families, with the tiny FLUX.1 [dev] and FLUX.2 [klein] flux_demo_dirs: text to
 image, seeds, progress and cancel, the family's guidance (distilled for FLUX.1, true CFG with
 the negative prompt for klein), flow-match schedulers, img2img, klein's reference edit, FLUX.1
 ControlNet, what a Flux base refuses, and the memory options. All offline, CPU, 64 px."""
@@ -14,14 +14,6 @@ from PIL import Image
 
 from studio.engine import Engine, GenerateRequest, make_scheduler
 from studio.errors import Canceled, InvalidInput, Unavailable
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    from studio.demo_flux import ensure_flux_demo
-
-    root = tmp_path_factory.mktemp("flux-demos")
-    return {f: ensure_flux_demo(root / f, f) for f in ("flux1", "flux2")}
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +73,12 @@ def photo(seed: int = 0) -> Image.Image:
 
 
 @pytest.mark.parametrize("family", ["flux1", "flux2"])
-def test_flux_generates_reproducibly_with_progress_and_parameters(demos, engine, family):
+def test_flux_generates_reproducibly_with_progress_and_parameters(flux_demo_dirs, engine, family):
     steps = []
-    first = engine.generate(make(demos[family], family, num_images=2), on_step=lambda i, n: steps.append((i, n)))
-    again = engine.generate(make(demos[family], family, num_images=2))
+    first = engine.generate(
+        make(flux_demo_dirs[family], family, num_images=2), on_step=lambda i, n: steps.append((i, n))
+    )
+    again = engine.generate(make(flux_demo_dirs[family], family, num_images=2))
     assert steps == [(1, 3), (2, 3), (3, 3)] * 1 and [r.seed for r in first] == [11, 12]
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(first, again))
     assert not np.array_equal(pixels(first[0]), pixels(first[1]))  # one seed per image
@@ -93,19 +87,19 @@ def test_flux_generates_reproducibly_with_progress_and_parameters(demos, engine,
     assert text == first[0].parameters and f"Model: {family}" in text and "Seed: 11" in text
 
 
-def test_flux_honours_cancel_between_steps(demos, engine):
+def test_flux_honours_cancel_between_steps(flux_demo_dirs, engine):
     steps = []
     with pytest.raises(Canceled, match="after step 2"):
         engine.generate(
-            make(demos["flux1"], "flux1", num_inference_steps=5),
+            make(flux_demo_dirs["flux1"], "flux1", num_inference_steps=5),
             on_step=lambda i, n: steps.append(i),
             should_stop=lambda: len(steps) >= 2,
         )
     assert steps == [1, 2]
 
 
-def test_flux1_guidance_is_distilled_and_a_negative_prompt_is_reported_unused(demos, engine):
-    folder = demos["flux1"]
+def test_flux1_guidance_is_distilled_and_a_negative_prompt_is_reported_unused(flux_demo_dirs, engine):
+    folder = flux_demo_dirs["flux1"]
     plain = engine.generate(make(folder, "flux1"))[0]
     negative = engine.generate(make(folder, "flux1", negative_prompt="blurry"))[0]
     assert np.array_equal(pixels(plain), pixels(negative)) and plain.warnings == ()
@@ -118,8 +112,8 @@ def test_flux1_guidance_is_distilled_and_a_negative_prompt_is_reported_unused(de
     assert not np.array_equal(pixels(plain), pixels(stronger))
 
 
-def test_flux2_klein_base_uses_true_cfg_with_the_negative_prompt(demos, engine):
-    folder = demos["flux2"]
+def test_flux2_klein_base_uses_true_cfg_with_the_negative_prompt(flux_demo_dirs, engine):
+    folder = flux_demo_dirs["flux2"]
     plain = engine.generate(make(folder, "flux2"))[0]
     negative = engine.generate(make(folder, "flux2", negative_prompt="blurry"))[0]
     assert not np.array_equal(pixels(plain), pixels(negative)) and negative.warnings == ()
@@ -131,10 +125,10 @@ def test_flux2_klein_base_uses_true_cfg_with_the_negative_prompt(demos, engine):
     assert "The negative prompt was not used" in unguided.warnings[0]
 
 
-def test_flux_takes_only_its_flow_match_schedulers(demos, engine):
+def test_flux_takes_only_its_flow_match_schedulers(flux_demo_dirs, engine):
     import diffusers
 
-    folder = demos["flux1"]
+    folder = flux_demo_dirs["flux1"]
     euler = pixels(engine.generate(make(folder, "flux1"))[0])
     ancestral = pixels(engine.generate(make(folder, "flux1", scheduler="euler_a"))[0])
     lcm = engine.generate(make(folder, "flux1", scheduler="lcm"))[0]
@@ -145,12 +139,12 @@ def test_flux_takes_only_its_flow_match_schedulers(demos, engine):
     assert make_scheduler("euler", config, "flux1").config.use_dynamic_shifting  # the model's own config
     for family, scheduler in (("flux1", "dpm++2m_karras"), ("flux2", "euler_a"), ("flux1", "tcd")):
         with pytest.raises(InvalidInput, match=f"'{re.escape(scheduler)}' does not apply to FLUX") as info:
-            engine.generate(make(demos[family], family, scheduler=scheduler))
+            engine.generate(make(flux_demo_dirs[family], family, scheduler=scheduler))
         assert info.value.field == "scheduler"
 
 
-def test_flux1_img2img_keeps_the_input_and_names_its_strength(demos, engine):
-    folder = demos["flux1"]
+def test_flux1_img2img_keeps_the_input_and_names_its_strength(flux_demo_dirs, engine):
+    folder = flux_demo_dirs["flux1"]
     text = pixels(engine.generate(make(folder, "flux1"))[0])
     light = engine.generate(make(folder, "flux1", init_image=photo(), strength=0.5))[0]
     heavy = engine.generate(make(folder, "flux1", init_image=photo(1), strength=0.5))[0]
@@ -158,8 +152,8 @@ def test_flux1_img2img_keeps_the_input_and_names_its_strength(demos, engine):
     assert "Denoising strength: 0.5" in light.parameters and light.warnings == ()
 
 
-def test_flux2_uses_an_input_image_as_klein_reference_and_says_strength_does_not_apply(demos, engine):
-    folder = demos["flux2"]
+def test_flux2_uses_an_input_image_as_klein_reference_and_says_strength_does_not_apply(flux_demo_dirs, engine):
+    folder = flux_demo_dirs["flux2"]
     text = pixels(engine.generate(make(folder, "flux2"))[0])
     edit = engine.generate(make(folder, "flux2", init_image=photo(), strength=0.4))[0]
     other = engine.generate(make(folder, "flux2", init_image=photo(1), strength=0.4))[0]
@@ -170,8 +164,8 @@ def test_flux2_uses_an_input_image_as_klein_reference_and_says_strength_does_not
     assert "Denoising strength" not in edit.parameters
 
 
-def test_flux1_controlnet_conditions_the_image(demos, engine, flux_controlnet):
-    folder = demos["flux1"]
+def test_flux1_controlnet_conditions_the_image(flux_demo_dirs, engine, flux_controlnet):
+    folder = flux_demo_dirs["flux1"]
     text = pixels(engine.generate(make(folder, "flux1"))[0])
     control = dict(control_image=photo(2), controlnet=str(flux_controlnet), control_mode="image")
     guided = engine.generate(make(folder, "flux1", **control))[0]
@@ -191,18 +185,20 @@ def test_flux1_controlnet_conditions_the_image(demos, engine, flux_controlnet):
         ("flux1", {"width": 72}, "width", "multiple of 16"),
     ],
 )
-def test_what_a_flux_base_cannot_do_is_refused_naming_the_field(demos, engine, family, overrides, field, message):
+def test_what_a_flux_base_cannot_do_is_refused_naming_the_field(
+    flux_demo_dirs, engine, family, overrides, field, message
+):
     with pytest.raises(InvalidInput, match=message) as info:
-        engine.generate(make(demos[family], family, **overrides))
+        engine.generate(make(flux_demo_dirs[family], family, **overrides))
     assert info.value.field == field
 
 
-def test_a_flux_folder_is_not_taken_for_another_family(demos, engine, demo_model_dir):
+def test_a_flux_folder_is_not_taken_for_another_family(flux_demo_dirs, engine, demo_model_dir):
     with pytest.raises(InvalidInput, match="is a FluxPipeline, not a sd15 model") as info:
-        engine.load_model(str(demos["flux1"]), "sd15")
+        engine.load_model(str(flux_demo_dirs["flux1"]), "sd15")
     assert info.value.field == "family"
     with pytest.raises(InvalidInput, match="is a Flux2KleinPipeline, not a flux1 model"):
-        engine.load_model(str(demos["flux2"]), "flux1")
+        engine.load_model(str(flux_demo_dirs["flux2"]), "flux1")
     with pytest.raises(InvalidInput, match="not a flux2 model"):
         engine.load_model(str(demo_model_dir), "flux2")
 

@@ -1,4 +1,4 @@
-"""Flux LoRA files in the layouts people download, on the tiny FLUX.1 and FLUX.2 [klein] demos.
+"""Flux LoRA files in the layouts people download, on the tiny FLUX.1 and FLUX.2 [klein] flux_demo_dirs.
 
 Each file is made by hand with keys shaped as the real trainers write them, sized for the demo
 transformer (inner width D = 32; FLUX.1's MLP is 4D and its single-stream fused projection 7D,
@@ -33,14 +33,6 @@ DOUBLE = {
 }
 SINGLE = {"flux1": {"linear1": (1, 7), "linear2": (5, 1)}, "flux2": {"linear1": (1, 9), "linear2": (4, 1)}}
 RANK = 4
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    from studio.demo_flux import ensure_flux_demo
-
-    root = tmp_path_factory.mktemp("flux-demos")
-    return {f: ensure_flux_demo(root / f, f) for f in ("flux1", "flux2")}
 
 
 @pytest.fixture(scope="module")
@@ -186,42 +178,42 @@ def assert_changes_and_zero_is_base(engine, folder, family: str, path, name: str
 
 
 @pytest.mark.parametrize("family", ["flux1", "flux2"])
-def test_kohya_flux_loras_load_and_change_the_image(demos, engine, tmp_path, family):
+def test_kohya_flux_loras_load_and_change_the_image(flux_demo_dirs, engine, tmp_path, family):
     path = kohya_lora(tmp_path / "kohya.safetensors", family, text_encoder=family == "flux1")
-    assert_changes_and_zero_is_base(engine, demos[family], family, path, "kohya")
+    assert_changes_and_zero_is_base(engine, flux_demo_dirs[family], family, path, "kohya")
 
 
 @pytest.mark.parametrize("family", ["flux1", "flux2"])
-def test_ai_toolkit_diffusion_model_loras_load_and_change_the_image(demos, engine, tmp_path, family):
+def test_ai_toolkit_diffusion_model_loras_load_and_change_the_image(flux_demo_dirs, engine, tmp_path, family):
     path = bfl_lora(tmp_path / "aitk.safetensors", family)
-    assert_changes_and_zero_is_base(engine, demos[family], family, path, "aitk")
+    assert_changes_and_zero_is_base(engine, flux_demo_dirs[family], family, path, "aitk")
 
 
 @pytest.mark.parametrize("family", ["flux1", "flux2"])
-def test_diffusers_and_ai_toolkit_transformer_loras_load_and_change_the_image(demos, engine, tmp_path, family):
-    pipe = engine.load_model(str(demos[family]), family)
+def test_diffusers_and_ai_toolkit_transformer_loras_load_and_change_the_image(flux_demo_dirs, engine, tmp_path, family):
+    pipe = engine.load_model(str(flux_demo_dirs[family]), family)
     path = diffusers_lora(tmp_path / "diffusers.safetensors", pipe, family)
-    assert_changes_and_zero_is_base(engine, demos[family], family, path, "diffusers")
+    assert_changes_and_zero_is_base(engine, flux_demo_dirs[family], family, path, "diffusers")
 
 
-def test_xlabs_loras_load_and_change_the_image(demos, engine, tmp_path):
+def test_xlabs_loras_load_and_change_the_image(flux_demo_dirs, engine, tmp_path):
     path = xlabs_lora(tmp_path / "xlabs.safetensors")
-    assert_changes_and_zero_is_base(engine, demos["flux1"], "flux1", path, "xlabs")
+    assert_changes_and_zero_is_base(engine, flux_demo_dirs["flux1"], "flux1", path, "xlabs")
 
 
-def test_a_kohya_text_encoder_lora_reaches_the_clip_encoder(demos, engine, tmp_path):
+def test_a_kohya_text_encoder_lora_reaches_the_clip_encoder(flux_demo_dirs, engine, tmp_path):
     """FLUX.1 kohya files may train CLIP too (`lora_te1_…`): those weights must load, not be skipped."""
     path = kohya_lora(tmp_path / "te.safetensors", "flux1", text_encoder=True)
     engine.generate(
-        GenerateRequest(model=str(demos["flux1"]), family="flux1", prompt="x", num_inference_steps=1, width=64,
+        GenerateRequest(model=str(flux_demo_dirs["flux1"]), family="flux1", prompt="x", num_inference_steps=1, width=64,
                         height=64, scheduler="euler", loras=(("te", str(path), 1.0),))
     )  # fmt: skip
-    pipe = engine.load_model(str(demos["flux1"]), "flux1")
+    pipe = engine.load_model(str(flux_demo_dirs["flux1"]), "flux1")
     assert pipe.get_list_adapters().get("text_encoder"), "the CLIP LoRA weights were not loaded"
 
 
-def test_stacked_flux_loras_add_up(demos, engine, tmp_path):
-    folder = demos["flux1"]
+def test_stacked_flux_loras_add_up(flux_demo_dirs, engine, tmp_path):
+    folder = flux_demo_dirs["flux1"]
     a = kohya_lora(tmp_path / "a.safetensors", "flux1", seed=7)
     b = bfl_lora(tmp_path / "b.safetensors", "flux1", seed=8)
     both = image(engine, folder, "flux1", [("a", str(a), 1.0), ("b", str(b), 0.7)])
@@ -239,13 +231,13 @@ def test_stacked_flux_loras_add_up(demos, engine, tmp_path):
         ("flux1", lambda p: xlabs_lora(p), None),
     ],
 )
-def test_a_lora_of_another_family_is_refused_naming_both(demos, engine, tmp_path, base, make, message):
+def test_a_lora_of_another_family_is_refused_naming_both(flux_demo_dirs, engine, tmp_path, base, make, message):
     path = make(tmp_path / "x.safetensors")
     if message is None:  # the control: a FLUX.1 LoRA on FLUX.1 loads
-        image(engine, demos[base], base, [("x", str(path), 1.0)])
+        image(engine, flux_demo_dirs[base], base, [("x", str(path), 1.0)])
         return
     with pytest.raises(InvalidInput, match=message) as info:
-        image(engine, demos[base], base, [("x", str(path), 1.0)])
+        image(engine, flux_demo_dirs[base], base, [("x", str(path), 1.0)])
     assert info.value.field == "loras"
     assert str(path) not in engine.loaded_loras
 
@@ -291,7 +283,7 @@ def test_the_family_is_read_from_keys_shapes_and_metadata_at_real_size():
 
 
 @pytest.mark.parametrize("sparse", [True, False])
-def test_a_kohya_fused_single_block_lora_splits_by_the_models_own_sizes(demos, engine, tmp_path, sparse):
+def test_a_kohya_fused_single_block_lora_splits_by_the_models_own_sizes(flux_demo_dirs, engine, tmp_path, sparse):
     """sd-scripts fuses q, k, v and the MLP input of a single-stream block into `linear1`;
     diffusers splits it by FLUX.1 [dev]'s sizes (3072…), which fails on any other width. Split by
     the loaded model's sizes it must act exactly as the same LoRA in diffusers' per-module form:
@@ -322,7 +314,7 @@ def test_a_kohya_fused_single_block_lora_splits_by_the_models_own_sizes(demos, e
     fused[f"{key}.alpha"] = torch.tensor(float(rank))
     save_file(fused, str(tmp_path / "fused.safetensors"))
 
-    folder = demos["flux1"]
+    folder = flux_demo_dirs["flux1"]
     base = image(engine, folder, "flux1")
     split = image(engine, folder, "flux1", [("fused", str(tmp_path / "fused.safetensors"), 1.0)])
     reference = image(engine, folder, "flux1", [("per", str(tmp_path / "per-module.safetensors"), 1.0)])
@@ -353,7 +345,7 @@ def test_an_uploaded_flux_lora_is_saved_with_its_family(studio, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["unknown_module", "missing_block"])
-def test_a_flux_lora_that_fits_nothing_is_refused_not_silently_skipped(demos, engine, tmp_path, layout):
+def test_a_flux_lora_that_fits_nothing_is_refused_not_silently_skipped(flux_demo_dirs, engine, tmp_path, layout):
     """diffusers only logs "No LoRA keys associated…" for a file none of whose keys name a
     module (and asserts on a kohya block the model lacks): both are a clear 4xx here."""
     import torch
@@ -366,19 +358,19 @@ def test_a_flux_lora_that_fits_nothing_is_refused_not_silently_skipped(demos, en
         tensors = {f"{key}.lora_down.weight": torch.ones(4, D), f"{key}.lora_up.weight": torch.ones(7 * D, 4)}
     save_file(tensors, str(tmp_path / "n.safetensors"))
     with pytest.raises(InvalidInput, match="LoRA 'n' (has no weights this FLUX.1 model can use|does not fit)") as info:
-        image(engine, demos["flux1"], "flux1", [("n", str(tmp_path / "n.safetensors"), 1.0)])
+        image(engine, flux_demo_dirs["flux1"], "flux1", [("n", str(tmp_path / "n.safetensors"), 1.0)])
     assert info.value.field == "loras"
-    assert image(engine, demos["flux1"], "flux1").shape == (64, 64, 3)  # the engine still works
+    assert image(engine, flux_demo_dirs["flux1"], "flux1").shape == (64, 64, 3)  # the engine still works
 
 
-def test_a_diffusers_flux_lora_keeps_the_alpha_its_metadata_carries(demos, engine, tmp_path):
+def test_a_diffusers_flux_lora_keeps_the_alpha_its_metadata_carries(flux_demo_dirs, engine, tmp_path):
     """A LoRA saved by diffusers' `save_lora_weights` (what the studio's trainer and
     train_dreambooth_lora_flux.py export) carries its peft config, alpha included, in the file's
     metadata: lora_alpha = rank / 2 must act as the same LoRA with its up factors halved."""
     from diffusers import FluxPipeline
     from safetensors.torch import load_file, save_file
 
-    pipe = engine.load_model(str(demos["flux1"]), "flux1")
+    pipe = engine.load_model(str(flux_demo_dirs["flux1"]), "flux1")
     plain = diffusers_lora(tmp_path / "plain.safetensors", pipe, "flux1", seed=12)
     tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(plain)).items()}
     targets = sorted({k.rsplit(".lora_", 1)[0] for k in tensors})
@@ -388,7 +380,7 @@ def test_a_diffusers_flux_lora_keeps_the_alpha_its_metadata_carries(demos, engin
     )
     halved = {k: v / 2 if ".lora_B." in k else v for k, v in load_file(str(plain)).items()}
     save_file(halved, str(tmp_path / "halved.safetensors"))
-    folder = demos["flux1"]
+    folder = flux_demo_dirs["flux1"]
     with_alpha = image(engine, folder, "flux1", [("alpha", str(tmp_path / "alpha" / "pytorch_lora_weights.safetensors"), 1.0)])  # fmt: skip
     reference = image(engine, folder, "flux1", [("halved", str(tmp_path / "halved.safetensors"), 1.0)])
     full = image(engine, folder, "flux1", [("plain", str(plain), 1.0)])

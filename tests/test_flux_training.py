@@ -51,21 +51,13 @@ def _photos(count=4, seed=0):
 
 
 @pytest.fixture(scope="session")
-def flux_demo(tmp_path_factory):
-    from studio.demo_flux import ensure_flux_demo
-
-    root = tmp_path_factory.mktemp("flux-models")
-    return {family: ensure_flux_demo(root / family, family) for family in FAMS}
-
-
-@pytest.fixture(scope="session")
-def flux_trained(flux_demo, tmp_path_factory):
+def flux_trained(flux_demo_dirs, tmp_path_factory):
     """One training per family, with its progress and checkpoints."""
     runs = {}
     for family in FAMS:
         steps, checkpoints = [], []
         result = train_lora(
-            flux_demo[family],
+            flux_demo_dirs[family],
             family,
             _photos(),
             SETTINGS,
@@ -80,12 +72,12 @@ def flux_trained(flux_demo, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def flux_pipes(flux_demo):
+def flux_pipes(flux_demo_dirs):
     from diffusers import Flux2KleinPipeline, FluxPipeline
 
     pipes = {
-        "flux1": FluxPipeline.from_pretrained(flux_demo["flux1"], local_files_only=True),
-        "flux2": Flux2KleinPipeline.from_pretrained(flux_demo["flux2"], local_files_only=True),
+        "flux1": FluxPipeline.from_pretrained(flux_demo_dirs["flux1"], local_files_only=True),
+        "flux2": Flux2KleinPipeline.from_pretrained(flux_demo_dirs["flux2"], local_files_only=True),
     }
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
@@ -157,11 +149,13 @@ def test_flux_weights_carry_modelspec_and_kohya_metadata(flux_trained, family, a
 
 
 @pytest.mark.parametrize("family", FAMS)
-def test_a_stopped_flux_training_resumes_to_the_same_weights_bit_for_bit(flux_trained, flux_demo, family, tmp_path):
+def test_a_stopped_flux_training_resumes_to_the_same_weights_bit_for_bit(
+    flux_trained, flux_demo_dirs, family, tmp_path
+):
     steps = []
     with pytest.raises(TrainingStopped, match="step 4 of 6"):
         train_lora(
-            flux_demo[family],
+            flux_demo_dirs[family],
             family,
             _photos(),
             SETTINGS,
@@ -174,7 +168,7 @@ def test_a_stopped_flux_training_resumes_to_the_same_weights_bit_for_bit(flux_tr
     assert steps == [1, 2, 3, 4] and not (tmp_path / "stopped" / "pytorch_lora_weights.safetensors").exists()
     resumed_steps = []
     result = train_lora(
-        flux_demo[family],
+        flux_demo_dirs[family],
         family,
         _photos(),
         SETTINGS,
@@ -216,7 +210,7 @@ def _spy_transformer(monkeypatch):
 
 @pytest.mark.parametrize("family", FAMS)
 def test_flux_objective_draws_logit_normal_timesteps_and_feeds_guidance_for_dev(
-    flux_demo, family, tmp_path, monkeypatch
+    flux_demo_dirs, family, tmp_path, monkeypatch
 ):
     """Replaying the run's noise generator gives exactly the timesteps the transformer got:
     sigmoid of a standard normal draw after each step's image order, latent sample and noise."""
@@ -224,7 +218,7 @@ def test_flux_objective_draws_logit_normal_timesteps_and_feeds_guidance_for_dev(
 
     calls = _spy_transformer(monkeypatch)
     settings = TrainSettings(**{**SETTINGS.to_json(), "max_train_steps": 5, "checkpointing_steps": 0})
-    train_lora(flux_demo[family], family, _photos(3), settings, tmp_path, title="t", trigger="ohwx")
+    train_lora(flux_demo_dirs[family], family, _photos(3), settings, tmp_path, title="t", trigger="ohwx")
     assert len(calls) == 5
     generator, order = torch.Generator().manual_seed(settings.seed), []
     latent = (1, 4, 8, 8)  # the demo VAE: 4 channels at 1/8 of 64 px
@@ -247,14 +241,14 @@ def test_flux_objective_draws_logit_normal_timesteps_and_feeds_guidance_for_dev(
         assert guidance is None
 
 
-def test_flux2_refuses_text_encoder_training_naming_the_field(flux_demo, tmp_path):
+def test_flux2_refuses_text_encoder_training_naming_the_field(flux_demo_dirs, tmp_path):
     settings = TrainSettings(**{**SETTINGS.to_json(), "train_text_encoder": True})
     with pytest.raises(InvalidInput) as error:
-        train_lora(flux_demo["flux2"], "flux2", _photos(), settings, tmp_path, title="t", trigger="ohwx")
+        train_lora(flux_demo_dirs["flux2"], "flux2", _photos(), settings, tmp_path, title="t", trigger="ohwx")
     assert error.value.field == "train_text_encoder"
     with pytest.raises(InvalidInput) as error:
         train_lora(
-            flux_demo["flux1"],
+            flux_demo_dirs["flux1"],
             "flux1",
             _photos(),
             TrainSettings(**{**SETTINGS.to_json(), "size": (72, 72)}),
@@ -265,11 +259,11 @@ def test_flux2_refuses_text_encoder_training_naming_the_field(flux_demo, tmp_pat
     assert error.value.field == "resolution" and "multiples of 16" in error.value.message
 
 
-def test_flux1_trains_clip_with_the_transformer_and_exports_te1_keys(flux_demo, flux_pipes, tmp_path):
+def test_flux1_trains_clip_with_the_transformer_and_exports_te1_keys(flux_demo_dirs, flux_pipes, tmp_path):
     from safetensors import safe_open
 
     settings = TrainSettings(**{**SETTINGS.to_json(), "train_text_encoder": True, "checkpointing_steps": 0})
-    result = train_lora(flux_demo["flux1"], "flux1", _photos(3), settings, tmp_path, title="te", trigger="ohwx")
+    result = train_lora(flux_demo_dirs["flux1"], "flux1", _photos(3), settings, tmp_path, title="te", trigger="ohwx")
     with safe_open(str(result.weights), framework="pt") as handle:
         keys = list(handle.keys())
     assert any(k.startswith("text_encoder.") and "layers.0.self_attn.q_proj.lora_A" in k for k in keys)
@@ -525,7 +519,7 @@ def test_damaged_flux_checkpoint_copy_is_refused_before_loading(flux_trained, tm
 
 @pytest.mark.parametrize("family", FAMS)
 @pytest.mark.parametrize("file", ["weights", "kohya"])
-def test_a_trained_flux_lora_loads_in_the_engine_in_both_formats(flux_demo, flux_trained, family, file):
+def test_a_trained_flux_lora_loads_in_the_engine_in_both_formats(flux_demo_dirs, flux_trained, family, file):
     """What training writes is what the engine reads: the diffusers file and the kohya copy
     (with its fused blocks at the demo's own widths) both load and change the image alike."""
     from studio.engine import Engine, GenerateRequest
@@ -534,7 +528,7 @@ def test_a_trained_flux_lora_loads_in_the_engine_in_both_formats(flux_demo, flux
 
     def render(engine, weights, weight):
         request = GenerateRequest(
-            model=str(flux_demo[family]),
+            model=str(flux_demo_dirs[family]),
             family=family,
             prompt="a close photo of ohwx man",
             seed=3,

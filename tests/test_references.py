@@ -15,14 +15,6 @@ from studio.prompts import PromptError, PromptRequest, reference_instructions
 
 
 @pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    from studio.demo_flux import ensure_flux_demo
-
-    root = tmp_path_factory.mktemp("flux-demos")
-    return {f: ensure_flux_demo(root / f, f) for f in ("flux1", "flux2")}
-
-
-@pytest.fixture(scope="module")
 def engine():
     return Engine("cpu")
 
@@ -51,8 +43,8 @@ def pixels(result) -> np.ndarray:
     return np.asarray(result.image, dtype=np.int16)
 
 
-def test_reference_images_reach_klein_and_each_one_changes_the_image(demos, engine):
-    folder = demos["flux2"]
+def test_reference_images_reach_klein_and_each_one_changes_the_image(flux_demo_dirs, engine):
+    folder = flux_demo_dirs["flux2"]
     face = make(folder, reference_images=(("face", photo(1)),))
     alone = engine.generate(face)[0]
     other_face = engine.generate(make(folder, reference_images=(("face", photo(2)),)))[0]
@@ -72,8 +64,8 @@ def test_reference_images_reach_klein_and_each_one_changes_the_image(demos, engi
     ("family", "count", "message"),
     [("flux1", 1, "takes no reference images"), ("flux2", 5, "takes 4")],
 )
-def test_references_where_the_model_cannot_take_them_are_refused(demos, engine, family, count, message):
-    request = make(demos[family], family, reference_images=tuple(("outfit", photo(i)) for i in range(count)))
+def test_references_where_the_model_cannot_take_them_are_refused(flux_demo_dirs, engine, family, count, message):
+    request = make(flux_demo_dirs[family], family, reference_images=tuple(("outfit", photo(i)) for i in range(count)))
     with pytest.raises(InvalidInput, match=message) as info:
         engine.generate(request)
     assert info.value.field == "reference_images"
