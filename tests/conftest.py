@@ -158,6 +158,20 @@ def page(browser):
     context.close()
 
 
+def settle(page) -> None:
+    """Wait until the page's load-time events have finished (no output marked pending for half a
+    second). A value typed while they run can be lost: Gradio may re-apply a field's old value
+    when their outputs arrive, so tests that fill a form right after a load wait for this."""
+    page.wait_for_function(
+        """() => {
+          const now = Date.now();
+          if (document.querySelector('.pending')) window.__busy = now;
+          return now - (window.__busy || 0) > 500;
+        }""",
+        polling=100,
+    )
+
+
 def screenshot(page, name: str) -> Path:
     """Save a screenshot as a test artifact under test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)

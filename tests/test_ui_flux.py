@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import link_flux_demos, screenshot, serve
+from conftest import link_flux_demos, screenshot, serve, settle
 from studio.config import Settings
 from studio.core import Studio
 from studio.families import FAMILIES
@@ -70,6 +70,7 @@ def _open_generate(page, url: str) -> None:
     page.goto(url)
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-prompt textarea").wait_for()
+    settle(page)
     page.locator("#gen-parameters").get_by_text("Parameters").click()
 
 

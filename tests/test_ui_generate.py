@@ -5,7 +5,7 @@ across a reload, stop a run, see a bad token refused; and gradio_client through 
 import pytest
 from photos import encode, friend, mirrored
 
-from conftest import ROOT, screenshot
+from conftest import ROOT, screenshot, settle
 from studio.domain import CANCELED, QUEUING, SUCCESS
 from studio.errors import Conflict, InvalidInput
 from studio.tune_requests import TuneRequest
@@ -77,6 +77,7 @@ def _open_tab(page, live_url):
     page.goto(live_url)
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-prompt textarea").wait_for()
+    settle(page)
 
 
 def _small_parameters(page, steps=3):
