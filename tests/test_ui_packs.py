@@ -8,7 +8,7 @@ import pytest
 from photos import encode, friend, mirrored
 from playwright.sync_api import expect
 
-from conftest import screenshot
+from conftest import screenshot, settle
 from studio.domain import SUCCESS
 from studio.packs import PackPromptRequest, PackRequest
 from studio.tune_requests import TuneRequest
@@ -27,6 +27,7 @@ def _open_tab(page, live_url):
     page.goto(live_url)
     page.get_by_role("tab", name="Packs").click()
     page.locator("#pack-cards .pack-card").first.wait_for()
+    settle(page)
 
 
 @pytest.mark.slow
