@@ -326,7 +326,12 @@ class Packs:
             PromptSpec(
                 text=request.text,
                 negative_prompt=request.negative_prompt or None,
-                params={k: v for k, v in request.params().items() if v is not None},
+                # The request's warnings (placeholders left empty) reach the prompt made later.
+                params={
+                    k: v
+                    for k, v in {**request.params(), "warnings": list(request.warnings) or None}.items()
+                    if v is not None
+                },
                 callback=prompt_callback,
                 orig_prompt_id=pack_prompt_id,
             )
@@ -423,18 +428,18 @@ class Packs:
         if errors:
             raise InvalidInput("Fix the pack first: " + " ".join(errors), field="pack_id")
         values = packs.pack_values({"token": token, "name": class_name, "characteristics": characteristics or {}})
-        return [
-            (
-                template["id"],
-                PromptRequest(
-                    text=packs.fill_template(template["text"], values)[0],
-                    negative_prompt=template["negative_prompt"] or "",
-                    num_images=template["num_images"],
-                    **(template["params"] or {}),
-                ).validate(),
+        runs = []
+        for template in templates:
+            text, missing = packs.fill_template(template["text"], values)
+            request = PromptRequest(
+                text=text,
+                negative_prompt=template["negative_prompt"] or "",
+                num_images=template["num_images"],
+                warnings=(packs.missing_warning(missing),) if missing else (),
+                **(template["params"] or {}),
             )
-            for template in templates
-        ]
+            runs.append((template["id"], request.validate()))
+        return runs
 
     def load_starter_packs(self) -> None:
         """Import each starter pack in assets/packs/ whose slug no shared pack has yet."""
