@@ -50,7 +50,7 @@ def eye_color(rgb: np.ndarray, face: Face, skin: np.ndarray) -> tuple[str, float
         return None
     iris = np.concatenate(pixels)
     name = _color_name(*np.median(iris, axis=0))
-    confidence = float(np.mean([_color_name(*p) == name for p in iris]))
+    confidence = float(np.mean(_color_names(iris) == EYE_COLORS.index(name)))
     return (name, round(confidence, 2)) if confidence >= MIN_CONFIDENCE else None
 
 
@@ -107,6 +107,15 @@ def _color_name(lightness: float, a: float, b: float) -> str:
     if 95 <= hue < 180:  # yellow-green to green
         return "green eyes"
     return "black eyes" if lightness < 20 else "brown eyes"
+
+
+def _color_names(lab: np.ndarray) -> np.ndarray:
+    """`_color_name` of each of (N, 3) L*a*b* pixels, as indexes into EYE_COLORS."""
+    lightness, a, b = lab.T
+    hue = np.degrees(np.arctan2(b, a)) % 360
+    warm = np.where(lightness < 20, 4, 1)  # black, brown
+    named = np.select([(hue >= 180) & (hue < 320), (hue >= 95) & (hue < 180)], [0, 2], warm)
+    return np.where(np.hypot(a, b) < 8.0, np.where(lightness < 25, 4, 3), named)
 
 
 def _lab(pixels: np.ndarray) -> np.ndarray:
