@@ -126,7 +126,12 @@ def create_tune(
     `Studio.create_tune` once everything else is checked."""
     request = tune_request_from_fields(fields)
     return studio.create_tune(
-        request, photos=list(uploads), image_urls=fields.get("image_urls"), base_url=base_url, principal=principal
+        request,
+        photos=list(uploads),
+        image_urls=fields.get("image_urls"),
+        base_url=base_url,
+        detect_characteristics=True,  # as the Photos tab finds them; the request's own win
+        principal=principal,
     )
 
 
@@ -180,6 +185,7 @@ def tune_from_pack(
         prompts_callback=text(fields.get("prompts_callback")),
         branch=text(fields.get("branch")),
         base_url=base_url,
+        detect_characteristics=True,
         principal=principal,
     )
 
