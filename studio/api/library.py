@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from studio import packs
 from studio.api import forms
 from studio.api.auth import Acting, caller
+from studio.api.routes import MAX_ID, Id, PackId, _base, _pack_key, _studio
 from studio.api.schemas import ERRORS, Message, Pack, Tune, _errors
 from studio.domain import ADAPTER_KINDS, RUNNABLE_FAMILIES
 from studio.errors import InvalidInput, TooLarge
@@ -29,12 +30,9 @@ from studio.errors import InvalidInput, TooLarge
 if TYPE_CHECKING:
     from studio.core import Studio
 
-MAX_ID = 2**63 - 1
-Id = Annotated[int, Path(ge=1, le=MAX_ID, examples=[1])]
 Step = Annotated[int, Path(ge=0, le=MAX_ID, description="A checkpoint's training step.", examples=[500])]
 Kind = Annotated[Literal[ADAPTER_KINDS], Path(description="The adapter's kind.")]  # type: ignore[valid-type]
 Name = Annotated[str, Path(max_length=64, description="The adapter's name (one word).", examples=["toy"])]
-PackId = Annotated[str, Path(max_length=80, description="A pack's id or slug.", examples=["corporate-headshots"])]
 
 
 class Adapter(BaseModel):
@@ -254,15 +252,3 @@ def _adapter_json(studio: Studio, adapter: dict) -> dict:
         "token": studio.adapter_token(adapter),
         "created_at": adapter.get("created_at"),
     }
-
-
-def _studio(request: Request) -> Studio:
-    return request.app.state.studio
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
-def _pack_key(pack_id: str) -> int | str:
-    return int(pack_id) if pack_id.isdigit() and int(pack_id) <= MAX_ID else pack_id

@@ -40,7 +40,6 @@ from starlette.concurrency import run_in_threadpool
 from studio import packs
 from studio.api import forms
 from studio.api.auth import Acting, Caller, caller
-from studio.api.library import build_library_router
 from studio.api.schemas import (
     ERRORS,
     REQUEST_MODELS,
@@ -384,6 +383,8 @@ def install(app: FastAPI, studio: Studio) -> None:
     app.state.studio = studio
     app.include_router(build_public_router())
     app.include_router(build_router())
+    from studio.api.library import build_library_router  # it uses this module's path types
+
     app.include_router(build_library_router())
 
     @app.exception_handler(StudioError)
