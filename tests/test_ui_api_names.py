@@ -28,7 +28,8 @@ CALLED = {
 
 class Caller:
     """Calls api_names by the labels of their inputs (a form's inputs are a set, so their
-    positional names are not stable) and records which were called."""
+    positional names are not stable), or by parameter name for an input without a label (a
+    BrowserState's is `parameter_<component id>`), and records which were called."""
 
     def __init__(self, client):
         self.client = client
@@ -37,12 +38,16 @@ class Caller:
 
     def __call__(self, api_name: str, **by_label):
         params = self.endpoints[f"/{api_name}"]["parameters"]
-        labels = {p["label"] for p in params}
-        assert set(by_label) <= labels, f"/{api_name} has no input {set(by_label) - labels}"
+        keys = {p["label"] for p in params} | {p["parameter_name"] for p in params}
+        assert set(by_label) <= keys, f"/{api_name} has no input {set(by_label) - keys}"
+
+        def value(param):
+            return by_label.get(param["label"], by_label.get(param["parameter_name"]))
+
         kwargs = {
-            p["parameter_name"]: by_label.get(p["label"])
+            p["parameter_name"]: value(p)
             for p in params
-            if p["label"] in by_label or not p["parameter_has_default"]
+            if p["label"] in by_label or p["parameter_name"] in by_label or not p["parameter_has_default"]
         }
         self.called.add(api_name)
         return self.client.predict(**kwargs, api_name=f"/{api_name}")
@@ -66,14 +71,14 @@ def test_every_api_name_works_from_gradio_client(live_url, studio, tmp_path):
         photo_set, *_ = call("upload_photos", **{"Drop photos here (PNG, JPEG or WEBP)": files})
         assert len(photo_set["ids"]) == 3
         with pytest.raises(Exception, match="not in the set"):
-            call("remove_photo", Photo=10**6, parameter_2=photo_set)
-        photo_set, *_ = call("remove_photo", Photo=photo_set["ids"][2], parameter_2=photo_set)
+            call("remove_photo", Photo=10**6, photo_set=photo_set)
+        photo_set, *_ = call("remove_photo", Photo=photo_set["ids"][2], photo_set=photo_set)
         assert len(photo_set["ids"]) == 2
 
         # Tunes: one trains (mock run) with checkpoints; another is canceled, then deleted.
         call(
             "create_tune",
-            parameter_2=photo_set,
+            values=photo_set,
             Kind="lora",
             Title="From a client",
             Class="woman",
@@ -92,7 +97,7 @@ def test_every_api_name_works_from_gradio_client(live_url, studio, tmp_path):
 
         call(
             "create_tune",
-            parameter_2=photo_set,
+            values=photo_set,
             Kind="lora",
             Title="Too long",
             Class="woman",
