@@ -6,7 +6,8 @@
 - framing: `no_face`, `includes_multiple_people`, `selfie`, `full_body_image_or_longshot`,
   `face_cut_off`;
 - appearance, read on a face canvas aligned to the eyes: `wearing_sunglasses`, `wearing_hat`,
-  `funny_face`, and the characteristics glasses, headcover and hair_color;
+  `funny_face`, and the characteristics glasses, headcover and hair_color; eye_color from the
+  eyelid landmarks (studio/eyes.py);
 - signatures the set's report card compares: perceptual hash, border histogram, yaw.
 
 Thresholds were calibrated on the test photos (tests/photos.py). cv2 is imported inside
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.eyes import MIN_CONFIDENCE, eye_color
 from studio.faces import Face
 
 TRAINING_SIDE = 512  # `low_resolution` below this on the short side
@@ -275,8 +277,8 @@ def _canvas_transform(face: Face) -> tuple[np.ndarray, float]:
 def appearance(
     rgb: np.ndarray, face: Face, measurements: dict[str, Finding]
 ) -> tuple[dict[str, Finding], dict[str, str]]:
-    """wearing_sunglasses, wearing_hat, funny_face and the characteristics glasses, headcover and
-    hair_color, from regions placed relative to the eyes. The evidence for a characteristic
+    """wearing_sunglasses, wearing_hat, funny_face and the characteristics glasses, headcover,
+    hair_color (regions placed relative to the eyes) and eye_color (studio/eyes.py). The evidence for a characteristic
     goes into `measurements` (it is not a warning)."""
     canvas = _Aligned.of(rgb, face)
     cheeks = [canvas.region(box) for box in _CHEEKS]
@@ -302,6 +304,11 @@ def appearance(
     hair = None if characteristics.get("headcover") or colourless else _hair_color(canvas, skin)
     if hair is not None:
         characteristics["hair_color"] = hair
+    sunglasses = findings.get("wearing_sunglasses")
+    eyes = None if sunglasses and sunglasses.value else eye_color(rgb, face, skin)
+    if eyes is not None:
+        characteristics["eye_color"] = eyes[0]
+        measurements["eye_color"] = Finding(True, eyes[1], MIN_CONFIDENCE, f"{eyes[0]}: the iris pixels' share")
     return findings, characteristics
 
 

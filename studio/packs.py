@@ -164,6 +164,15 @@ def fill_template(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]
     return prompts.render_template(text, values, strict=False), missing
 
 
+def missing_warning(missing: Iterable[str]) -> str:
+    """The warning on a prompt whose template had placeholders the tune has no value for."""
+    names = ", ".join(f"{{{{{name}}}}}" for name in missing)
+    return (
+        f"Left out of the prompt: {names}: the tune has no value for it. Set it in the tune's "
+        "characteristics (or the photo set's, before the tune is made) to fill it in."
+    )
+
+
 def slugify(title: str) -> str:
     """A URL slug from a title: lowercase ASCII words joined by '-'."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")

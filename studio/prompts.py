@@ -249,6 +249,9 @@ class PromptRequest:
     face_swap: bool = False
     callback: str | None = None
     references: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    # What the studio noticed when it made the request (e.g. a pack placeholder left empty):
+    # stored on the prompt at creation, first among its warnings when it finishes.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptRequest:
@@ -259,7 +262,12 @@ class PromptRequest:
         for key, value in data.items():
             if key not in known or value is None or value == "":
                 continue
-            values[key] = tuple((str(r), bytes(d)) for r, d in value) if key == "references" else _convert(key, value)
+            if key == "references":
+                values[key] = tuple((str(r), bytes(d)) for r, d in value)
+            elif key == "warnings":
+                values[key] = (value,) if isinstance(value, str) else tuple(str(w) for w in value)
+            else:
+                values[key] = _convert(key, value)
         if "text" not in values:
             raise PromptError("A prompt needs text.", field="text")
         return cls(**values)
@@ -306,7 +314,7 @@ class PromptRequest:
 
     def params(self) -> dict[str, Any]:
         """The fields worth storing with the prompt (JSON-safe; the image is stored apart)."""
-        skip = {"text", "negative_prompt", "input_image", "callback", "references"}
+        skip = {"text", "negative_prompt", "input_image", "callback", "references", "warnings"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 

@@ -152,6 +152,22 @@ def with_glasses(image: Image.Image, eyes: tuple[tuple[int, int], tuple[int, int
     return out
 
 
+def with_iris_hue(image: Image.Image, eyes: tuple[tuple[int, int], tuple[int, int]], hue: int) -> Image.Image:
+    """The irises recoloured to `hue` (degrees: 215 blue, 110 green) and lightened as light
+    eyes are: a disc of a tenth of the eye distance around each eye centre (the pupil stays
+    darkest: only hue and brightness change)."""
+    (lx, ly), (rx, ry) = eyes
+    radius = 0.1 * ((rx - lx) ** 2 + (ry - ly) ** 2) ** 0.5
+    mask = Image.new("L", image.size, 0)
+    draw = ImageDraw.Draw(mask)
+    for x, y in eyes:
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+    h, s, v = image.convert("HSV").split()
+    h.paste(round(hue / 360 * 255), mask=mask)
+    v = Image.composite(v.point(lambda value: min(255, round(value * 1.6))), v, mask)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
 def with_hat(image: Image.Image, eyes: tuple[tuple[int, int], tuple[int, int]], colour=(150, 30, 40)) -> Image.Image:
     """A cap pulled down to just above the brows: a rounded crown over the hair and a darker
     brim, sized from the eye distance."""

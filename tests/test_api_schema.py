@@ -20,13 +20,18 @@ ROUTES = {
     "/prompts": {"get"},
     "/prompts/{prompt_id}": {"get", "delete"},
     "/prompts/{prompt_id}/likes": {"post", "delete"},
-    "/packs": {"get"},
     "/gallery/packs": {"get"},
     "/gallery/tunes": {"get"},
     "/p/{pack_id}": {"get"},
     "/p/{pack_id}/tunes": {"post"},
     "/images/inspect": {"post"},
     "/images/{name}": {"get"},
+    "/adapters": {"get", "post"},
+    "/adapters/{kind}/{name}": {"get", "delete"},
+    "/tunes/{tune_id}/checkpoints": {"get"},
+    "/tunes/{tune_id}/checkpoints/{step}/activate": {"post"},
+    "/p/{pack_id}/export": {"get"},
+    "/packs": {"get", "post"},
 }
 
 

@@ -32,7 +32,7 @@ JSON_TYPE, FORM_TYPES = "application/json", ("multipart/form-data", "application
 
 
 async def body(
-    request: Request, root: str, *, files: int = 1, json_limit: int = JSON_LIMIT
+    request: Request, root: str, *, files: int = 1, json_limit: int = JSON_LIMIT, file_mb: int | None = None
 ) -> tuple[dict[str, Any], dict[str, list[tuple[str, bytes]]]]:
     """The request's fields under `root` (e.g. 'tune') and its uploaded files.
 
@@ -41,10 +41,11 @@ async def body(
     fields, by the name under `root` (`tune[images][]` -> "images"), as (filename, bytes) in
     order. The body is capped while it is read (chunked bodies too): a JSON body at
     `json_limit`, a form at the upload settings for `files` files (STUDIO_MAX_UPLOAD_MB each,
-    plus one more for the fields). Raises TooLarge naming the limit, InvalidInput (field
+    plus one more for the fields; `file_mb` instead, e.g. for a LoRA). Raises TooLarge naming the limit, InvalidInput (field
     'body') for a body that cannot be read or is not a JSON object."""
     settings = request.app.state.studio.settings
-    file_limit = settings.max_upload_mb * 2**20
+    file_mb = file_mb or settings.max_upload_mb
+    file_limit = file_mb * 2**20
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == JSON_TYPE:
         limit = json_limit
@@ -80,7 +81,7 @@ async def body(
                 continue
             name = file_field(key, root)
             if value.size is not None and value.size > file_limit:
-                raise TooLarge(f"{value.filename or name} is over {settings.max_upload_mb} MB.", field=name)
+                raise TooLarge(f"{value.filename or name} is over {file_mb} MB.", field=name)
             uploads.setdefault(name, []).append((value.filename or "upload", await value.read()))
     finally:
         await form.close()
@@ -125,7 +126,12 @@ def create_tune(
     `Studio.create_tune` once everything else is checked."""
     request = tune_request_from_fields(fields)
     return studio.create_tune(
-        request, photos=list(uploads), image_urls=fields.get("image_urls"), base_url=base_url, principal=principal
+        request,
+        photos=list(uploads),
+        image_urls=fields.get("image_urls"),
+        base_url=base_url,
+        detect_characteristics=True,  # as the Photos tab finds them; the request's own win
+        principal=principal,
     )
 
 
@@ -179,6 +185,7 @@ def tune_from_pack(
         prompts_callback=text(fields.get("prompts_callback")),
         branch=text(fields.get("branch")),
         base_url=base_url,
+        detect_characteristics=True,
         principal=principal,
     )
 

@@ -9,6 +9,8 @@ written for the hosted service needs only a new base URL:
     GET  /prompts  GET|DELETE /prompts/:id  POST|DELETE /prompts/:id/likes
     GET  /packs  GET /gallery/packs  GET /p/:id  POST /p/:id/tunes
     POST /images/inspect  GET /gallery/tunes  GET /images/<sha256>.<ext>
+    GET|POST /adapters  GET|DELETE /adapters/:kind/:name  GET /tunes/:id/checkpoints
+    POST /tunes/:id/checkpoints/:step/activate  GET /p/:id/export  POST /packs   (library.py)
 
 Thin by design: each route parses its body (JSON, or multipart with Astria's bracketed
 `tune[...]` fields), calls one `Studio` method and returns what it returns. Create calls answer
@@ -381,6 +383,9 @@ def install(app: FastAPI, studio: Studio) -> None:
     app.state.studio = studio
     app.include_router(build_public_router())
     app.include_router(build_router())
+    from studio.api.library import build_library_router  # it uses this module's path types
+
+    app.include_router(build_library_router())
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, error: StudioError) -> JSONResponse:

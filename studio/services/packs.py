@@ -307,6 +307,7 @@ class Packs:
         prompts_callback: str | None = None,
         branch: str | None = None,
         base_url: str | None = None,
+        detect_characteristics: bool = False,
         principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Astria's `POST /p/:id/tunes`: `principal`'s tune of class `name` from `photos` ((filename, bytes)
@@ -316,17 +317,32 @@ class Packs:
         (one per pack prompt of that class, or of `prompt_ids`, templates filled from the token,
         class and `characteristics`) are created with it and run once it is trained, each
         remembering its pack prompt; `prompts_callback` is called once they are all done.
-        Raises InvalidInput when the pack has no prompts for the class or its prompts have lint
-        errors, before anything is stored. Returns the tune."""
+        With `detect_characteristics` (the API's tunes) the photos' characteristics fill what
+        `characteristics` leaves out, before the templates are filled (`image_urls` are then
+        fetched first). Raises InvalidInput when the pack has no prompts for the class or its
+        prompts have lint errors, before anything is stored. Returns the tune."""
         pack = self._pack_row(pack_id, principal)
         name = packs.check_class_name(name)
         check_callback_url(prompt_callback, "prompt_callback", allow_private=self.settings.allow_private_urls)
         runs = self._pack_runs(pack, name, pack["token"], characteristics, prompt_ids)
+        if detect_characteristics:
+            photo_service = self.tunes.photos
+            if image_urls:
+                urls = photo_service.photo_urls(image_urls, len(photos or []) + len(photo_ids or []))
+                photos, image_urls = [*(photos or []), *photo_service.fetch_photos(urls)], None
+            found = photo_service.detected_characteristics(name, photos or (), photo_ids or (), principal=principal)
+            characteristics = {**found, **(characteristics or {})}
+            runs = self._pack_runs(pack, name, pack["token"], characteristics, prompt_ids)
         specs = tuple(
             PromptSpec(
                 text=request.text,
                 negative_prompt=request.negative_prompt or None,
-                params={k: v for k, v in request.params().items() if v is not None},
+                # The request's warnings (placeholders left empty) reach the prompt made later.
+                params={
+                    k: v
+                    for k, v in {**request.params(), "warnings": list(request.warnings) or None}.items()
+                    if v is not None
+                },
                 callback=prompt_callback,
                 orig_prompt_id=pack_prompt_id,
             )
@@ -423,18 +439,18 @@ class Packs:
         if errors:
             raise InvalidInput("Fix the pack first: " + " ".join(errors), field="pack_id")
         values = packs.pack_values({"token": token, "name": class_name, "characteristics": characteristics or {}})
-        return [
-            (
-                template["id"],
-                PromptRequest(
-                    text=packs.fill_template(template["text"], values)[0],
-                    negative_prompt=template["negative_prompt"] or "",
-                    num_images=template["num_images"],
-                    **(template["params"] or {}),
-                ).validate(),
+        runs = []
+        for template in templates:
+            text, missing = packs.fill_template(template["text"], values)
+            request = PromptRequest(
+                text=text,
+                negative_prompt=template["negative_prompt"] or "",
+                num_images=template["num_images"],
+                warnings=(packs.missing_warning(missing),) if missing else (),
+                **(template["params"] or {}),
             )
-            for template in templates
-        ]
+            runs.append((template["id"], request.validate()))
+        return runs
 
     def load_starter_packs(self) -> None:
         """Import each starter pack in assets/packs/ whose slug no shared pack has yet."""

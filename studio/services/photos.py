@@ -151,6 +151,33 @@ class Photos:
             "confidence": card["characteristics_confidence"],
         }
 
+    def detected_characteristics(
+        self,
+        name: str,
+        files: Sequence[tuple[str, bytes]] = (),
+        photo_ids: Sequence[int] = (),
+        *,
+        principal: Principal = LOCAL_ADMIN,
+    ) -> dict[str, str]:
+        """The characteristics (eye_color, hair_color, glasses…) the usable photos of a subject
+        of class `name` agree on, found as the Photos tab finds them for a set: for uploads
+        ((filename, bytes); files that are no photo are skipped) and stored photos by id. What
+        the UI shows a person to correct, an API tune gets as it is."""
+        from studio.inspection import analyze_photo, validate_uploads
+        from studio.inspection_report import report_card
+
+        limit = self.settings.max_upload_mb * 2**20
+        uploads = validate_uploads(files, max_photos=self.settings.max_photos, max_bytes=limit)[0] if files else []
+        images = [photo.rgb() for photo in uploads]
+        images += [np.asarray(self.photo_image(row)) for row in self.get_photos(photo_ids, principal=principal)]
+        if not images:
+            return {}
+        analyzer = self.runtime.face_analyzer
+        pool = self.runtime.inspection_pool(len(images))  # as `inspect_set`: big sets on all cores
+        inspections = pool.analyze(images, name) if pool else [analyze_photo(rgb, analyzer, name) for rgb in images]
+        card = report_card(inspections, analyzer.same_person_distance)
+        return {key: value for key, value in card["characteristics"].items() if key != "name"}
+
     def get_photos(self, photo_ids: Sequence[int], *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
         """The stored photos with these ids, in that order, each with its inspection JSON. Ids
         that no longer exist (their tune was deleted with them), or that are someone else's,

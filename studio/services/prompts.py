@@ -110,6 +110,7 @@ class Prompts:
                     "orig_prompt_id": orig_prompt_id,
                     "base_url": base_url,
                     "owner": owner,
+                    "warnings": list(request.warnings),
                 }
             )
             self.queue.queue_prompt(prompt_id)
@@ -179,7 +180,7 @@ class Prompts:
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
             )
-            warnings = [*results[0].warnings, *_black_images(results)]
+            warnings = [*(prompt["warnings"] or []), *results[0].warnings, *_black_images(results)]
             images = self._save_outputs(results, saved)
             # Likeness is scored here, on the worker, so the images arrive with their scores.
             scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])

@@ -78,6 +78,7 @@ class Tunes:
         *,
         image_urls: Sequence[str] | str | None = None,
         base_url: str | None = None,
+        detect_characteristics: bool = False,
         principal: Principal = LOCAL_ADMIN,
     ) -> dict[str, Any]:
         """Create `principal`'s LoRA or FaceID tune from photos: uploads as (filename, bytes), ids of photos
@@ -86,7 +87,9 @@ class Tunes:
         tune unchanged (Astria's idempotency). A LoRA tune is queued for training; a FaceID tune
         is SUCCESS at once. The request's prompts are created with the tune and run when it is
         ready. `base_url` is where the client reached the studio (the API request's), kept for
-        the URLs in callbacks. Everything that can be checked — the fields, the class (`name`,
+        the URLs in callbacks. With `detect_characteristics` (the API's tunes: nobody reviewed
+        them in the Photos tab) the photos' characteristics fill what the request left out.
+        Everything that can be checked — the fields, the class (`name`,
         one of packs.CLASS_NAMES), the number of photos (at most max_photos, else TooLarge) —
         is checked before a photo is fetched or anything is stored. Raises InvalidInput naming
         the field, NotFound (base model, photo), Busy (queue full)."""
@@ -117,7 +120,7 @@ class Tunes:
         added: list[int] = []
         try:
             tune_id, created, rejections = self._store_tune(
-                request, base, photos, photo_ids, base_url, added, principal
+                request, base, photos, photo_ids, base_url, added, principal, detect_characteristics
             )
         except BaseException:
             self.photos.discard_photos(added)
@@ -151,10 +154,17 @@ class Tunes:
         base_url: str | None,
         added: list[int],
         principal: Principal,
+        detect: bool = False,
     ) -> tuple[int, bool, list]:
         """Store the photos (their new ids appended to `added`) and `principal`'s tune with
-        them. Returns (tune id, whether it was created, the uploads refused)."""
+        them, its characteristics found in them when `detect`. Returns (tune id, whether it
+        was created, the uploads refused)."""
         rows, rejections = self._tune_photos(photos, photo_ids, request.name, added, principal)
+        characteristics = dict(request.characteristics or {})
+        if detect:
+            ids = [row["id"] for row in rows]
+            detected = self.photos.detected_characteristics(request.name, photo_ids=ids, principal=principal)
+            characteristics = {**detected, **characteristics}
         # 3. The tune: FaceID is ready now; a LoRA tune is queued for training.
         record = {
             "title": request.title.strip(),
@@ -164,7 +174,7 @@ class Tunes:
             "base_tune_id": base["id"],
             "family": base["family"],
             "branch": request.branch or FAMILY_BRANCH.get(base["family"]),
-            "characteristics": dict(request.characteristics or {}),
+            "characteristics": characteristics,
             "callback": request.callback,
             "prompts_callback": request.prompts_callback,
             "base_url": base_url,

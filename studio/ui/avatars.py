@@ -68,7 +68,10 @@ def build(studio: Studio, ctx) -> None:
     gr.Markdown("### Your avatars and LoRAs")
     listing = gr.HTML(_listing(studio), css_template=card_css(), js_on_load=COPY_JS, elem_id="adapter-list")
     with gr.Row():
-        chosen = gr.Dropdown(_choices(studio), label="Avatar or LoRA", scale=3, elem_id="adapter-choice")
+        # Custom values (`kind:name`): API clients name adapters saved after the page was built.
+        chosen = gr.Dropdown(
+            _choices(studio), label="Avatar or LoRA", scale=3, allow_custom_value=True, elem_id="adapter-choice"
+        )
         delete = gr.Button("Delete", variant="stop", scale=1, elem_id="delete-adapter")
 
     def refresh():

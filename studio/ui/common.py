@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from studio.errors import Busy, StudioError
+from studio.errors import Busy, InvalidInput, StudioError
 from studio.principals import LOCAL_ADMIN, Principal, principal_for
 from studio.throttle import Throttle
 
@@ -328,3 +328,15 @@ element.addEventListener('click', async (event) => {
   setTimeout(() => { button.textContent = 'Copy'; }, 1500);
 });
 """
+
+
+def chosen_id(value: Any, field: str, missing: str) -> int:
+    """A dropdown's id value as an int. Dropdowns whose choices change per session accept any
+    value (`allow_custom_value`), so an API client can name what it made since the page was
+    built; the studio then checks the id. InvalidInput `missing` when it is no number."""
+    if isinstance(value, bool):
+        raise InvalidInput(missing, field=field)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(missing, field=field) from None

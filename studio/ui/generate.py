@@ -390,7 +390,12 @@ def build(studio: Studio, ctx: Context) -> None:
     on_show(ctx, refresh, model, [model, tokens])
     on_show(ctx, on_tick, [followed, shown], [*results, timer])
     # Remembered in the browser, so a reload (or a second tab of this browser) goes back to it.
-    followed.change(lambda prompt_id: {"id": prompt_id} if prompt_id else gr.skip(), followed, ctx.last_prompt)
+    followed.change(
+        lambda prompt_id: {"id": prompt_id} if prompt_id else gr.skip(),
+        followed,
+        ctx.last_prompt,
+        api_visibility="private",
+    )
     ctx.blocks.load(
         on_load,
         ctx.last_prompt,

@@ -424,7 +424,9 @@ def build(studio: Studio, ctx: Context) -> None:
 
     edited = [cards, summary, prompt_list, prompt_pick, *prompt_fields, lint]
     shown = [choice, run_tune, ctx.browser_id]
-    cards.pick(on_pick, None, choice, api_visibility="private").then(lambda: True, None, picked)
+    cards.pick(on_pick, None, choice, api_visibility="private").then(
+        lambda: True, None, picked, api_visibility="private"
+    )
     choice.input(lambda: True, None, picked, api_visibility="private")
     choice.change(guard(show_pack), choice, pack_view, api_visibility="private", show_progress="hidden")
     choice.change(guard(show_results), shown, [results, timer], api_visibility="private", show_progress="hidden")

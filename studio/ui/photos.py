@@ -18,7 +18,7 @@ import gradio as gr
 from studio.core import Studio
 from studio.errors import InvalidInput
 from studio.packs import CLASS_NAMES
-from studio.ui.common import EMPTY_PHOTO_SET, card_css, data_url, guard, read_uploads
+from studio.ui.common import EMPTY_PHOTO_SET, card_css, chosen_id, data_url, guard, read_uploads
 
 CHARACTERISTIC_HEADERS = ["attribute", "value", "confidence"]
 
@@ -56,7 +56,8 @@ def build(studio: Studio, ctx) -> None:
         elem_id="characteristics",
     )
     with gr.Row():
-        to_remove = gr.Dropdown([], label="Photo", scale=3, elem_id="photo-choice")
+        # Custom values: the choices are this page's; an API client sends an id of its set.
+        to_remove = gr.Dropdown([], label="Photo", scale=3, allow_custom_value=True, elem_id="photo-choice")
         remove = gr.Button("Remove from the set", scale=1, elem_id="remove-photo")
 
     shown = [ctx.photo_set, summary, cards, report, characteristics, to_remove]
@@ -97,10 +98,11 @@ def build(studio: Studio, ctx) -> None:
 
     @guard
     def on_remove(photo_id, photo_set: dict | None):
-        if photo_id is None:
-            raise InvalidInput("Choose the photo to remove from the set.", field="photo_id")
+        photo_id = chosen_id(photo_id, "photo_id", "Choose the photo to remove from the set.")
         current = photo_set or EMPTY_PHOTO_SET
-        ids = [i for i in current["ids"] if i != int(photo_id)]
+        if photo_id not in current["ids"]:
+            raise InvalidInput(f"Photo {photo_id} is not in the set.", field="photo_id")
+        ids = [i for i in current["ids"] if i != photo_id]
         return inspected(ids, current["name"], current, [])
 
     def on_edit(table, photo_set: dict | None):

@@ -26,7 +26,7 @@ from studio.families import FAMILIES
 from studio.likeness import describe
 from studio.packs import CLASS_NAMES
 from studio.tune_requests import LEARNING_RATES, LR_SCHEDULERS, PRESETS, TuneRequest
-from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, guard, on_show
+from studio.ui.common import COPY_JS, EMPTY_PHOTO_SET, card_css, chosen_id, guard, on_show
 from studio.ui.photos import photo_cards
 
 POLL_SECONDS = 1.5
@@ -52,7 +52,8 @@ def build(studio: Studio, ctx) -> None:
             )
     gr.Markdown("### Tune details")
     with gr.Row():
-        chosen = gr.Dropdown(_choices(studio), label="Tune", scale=3, elem_id="tune-choice")
+        # Custom values: API clients name tunes made after the page was built (ids are checked).
+        chosen = gr.Dropdown(_choices(studio), label="Tune", scale=3, allow_custom_value=True, elem_id="tune-choice")
         cancel = gr.Button("Cancel training", scale=1, interactive=False, elem_id="cancel-tune")
         delete = gr.Button("Delete tune", variant="stop", scale=1, elem_id="delete-tune")
     summary = gr.Markdown(elem_id="tune-summary")
@@ -71,7 +72,13 @@ def build(studio: Studio, ctx) -> None:
         elem_id="samples",
     )
     with gr.Row(visible=False) as step_row:
-        step = gr.Dropdown(label="Checkpoint step to use", choices=[], scale=3, elem_id="checkpoint-step")
+        step = gr.Dropdown(
+            label="Checkpoint step to use",
+            choices=[],
+            scale=3,
+            allow_custom_value=True,
+            elem_id="checkpoint-step",
+        )
         use_step = gr.Button("Use this checkpoint", scale=1, elem_id="use-checkpoint")
     photos = gr.HTML(css_template=card_css(), js_on_load=None, elem_id="tune-photos")
     timer = gr.Timer(POLL_SECONDS, active=False)
@@ -152,10 +159,9 @@ def build(studio: Studio, ctx) -> None:
 
     @guard
     def on_use_step(tune_id, chosen_step):
-        if chosen_step is None:
-            raise InvalidInput("Choose the checkpoint step to use.", field="step")
-        studio.set_active_checkpoint(_required(tune_id), int(chosen_step))
-        gr.Info(f"Tune {int(tune_id)} now uses the checkpoint of step {int(chosen_step)}.")
+        chosen_step = chosen_id(chosen_step, "step", "Choose the checkpoint step to use.")
+        studio.set_active_checkpoint(_required(tune_id), chosen_step)
+        gr.Info(f"Tune {int(tune_id)} now uses the checkpoint of step {chosen_step}.")
         return show(tune_id)
 
     def on_estimate(values: dict):
@@ -297,9 +303,7 @@ def _memory_estimate(studio: Studio, values: dict[str, Any]) -> str:
 
 
 def _required(tune_id) -> int:
-    if tune_id is None:
-        raise InvalidInput("Choose a tune first.", field="tune_id")
-    return int(tune_id)
+    return chosen_id(tune_id, "tune_id", "Choose a tune first.")
 
 
 def _photo_note(photo_set: dict | None) -> str:
