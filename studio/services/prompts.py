@@ -79,6 +79,8 @@ class Prompts:
         request.validate()
         check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
         owner = self._prompt_owner(tune_id, request, principal)
+        if request.base_pack_id is not None:
+            self._check_base_pack(request.base_pack_id, principal)
         tune = self.resolver.prompt_tune(tune_id)
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
@@ -110,6 +112,7 @@ class Prompts:
                     "orig_prompt_id": orig_prompt_id,
                     "base_url": base_url,
                     "owner": owner,
+                    "warnings": list(request.warnings),
                 }
             )
             self.queue.queue_prompt(prompt_id)
@@ -133,6 +136,13 @@ class Prompts:
                 if adapter is None and self.store.get_adapter(ref.kind, ref.ref) is not None:
                     raise PromptError(f"{ref.token}: there is no {ref.kind} named '{ref.ref}'.")
         return owner
+
+    def _check_base_pack(self, pack_id: int, principal: Principal) -> None:
+        """Astria's `base_pack_id` records a pack the caller may read as the prompt's
+        provenance; NotFound for one that does not exist or is someone else's."""
+        pack = self.store.get_pack(pack_id)
+        if pack is None or (pack["owner"] is not None and not principal.sees(pack["owner"])):
+            raise NotFound(f"Pack {pack_id} does not exist: list packs to see their ids.", field="base_pack_id")
 
     def run_prompt(
         self,
@@ -179,7 +189,8 @@ class Prompts:
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
             )
-            warnings = [*results[0].warnings, *_black_images(results)]
+            # The request's own warnings (fields it ignored) first, then the run's.
+            warnings = list(dict.fromkeys([*(prompt["warnings"] or []), *results[0].warnings, *_black_images(results)]))
             images = self._save_outputs(results, saved)
             # Likeness is scored here, on the worker, so the images arrive with their scores.
             scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])
