@@ -265,3 +265,15 @@ def test_the_api_answers_unused_fields_and_files_with_warnings(tmp_path, demo_mo
         assert ignored == {"video_model", "image_references", "mask_image"}
         bad = httpx.post(f"{url}/tunes/1/prompts", json={"prompt": {"text": "a", "aspect_ratio": "1:7"}}, headers=auth)
         assert bad.status_code == 422 and "aspect_ratio" in bad.text
+
+
+def test_pack_prompts_take_the_options(gen):
+    from studio.packs import PackPromptRequest
+
+    request = PackPromptRequest(
+        class_name="man", text="{{token}} {{name}} at sea", aspect_ratio="2:3", color_grading="ektar", film_grain=True
+    )
+    assert request.params == {"aspect_ratio": "2:3", "color_grading": "ektar", "film_grain": True}
+    with pytest.raises(InvalidInput) as error:
+        _ = PackPromptRequest(class_name="man", text="x", aspect_ratio="2:7").params
+    assert error.value.field == "aspect_ratio"
