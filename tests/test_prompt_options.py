@@ -277,3 +277,37 @@ def test_pack_prompts_take_the_options(gen):
     with pytest.raises(InvalidInput) as error:
         _ = PackPromptRequest(class_name="man", text="x", aspect_ratio="2:7").params
     assert error.value.field == "aspect_ratio"
+
+
+@pytest.mark.slow
+def test_sdxl_reads_weights_and_long_prompts_with_both_text_encoders(tmp_path, demo_model_dir):
+    import dataclasses
+
+    from tiny_sdxl import save_tiny_sdxl
+    from transformers import CLIPTokenizer
+
+    from studio.engine import Engine, GenerateRequest
+
+    tokenizer = CLIPTokenizer.from_pretrained(demo_model_dir / "tokenizer")
+    model = save_tiny_sdxl(tmp_path / "tiny-sdxl", tokenizer)
+    engine = Engine("cpu")
+    request = GenerateRequest(
+        model=str(model),
+        family="sdxl",
+        prompt="a man with red hair",
+        num_inference_steps=2,
+        width=64,
+        height=64,
+        prompt_weights=True,
+        negative_prompt="blurry",
+    )
+
+    def image(**changes) -> np.ndarray:
+        return np.asarray(engine.generate(dataclasses.replace(request, **changes))[0].image, dtype=np.int16)
+
+    plain = image()
+    assert np.array_equal(plain, image(prompt="a man with (red:1.0) hair"))
+    assert np.abs(image(prompt="a man with (red:1.8) hair") - plain).mean() > 0.5
+    head = "a portrait of a man, studio light, " * 4
+    assert np.abs(image(prompt=head + "red") - image(prompt=head + "green forest at night")).mean() > 0.2
+    assert image(prompt=head + "(red:1.2)", negative_prompt="").std() > 1  # empty negative: zeros, as SDXL does
