@@ -225,6 +225,10 @@ def test_lora_scale_scales_the_tunes_own_lora(gen, engine):
     zero = pixels(gen, run(gen, {**fields, "lora_scale": 0}, tune))
     base = pixels(gen, run(gen, {**fields, "text": "ohwx woman"}, DEMO))
     assert np.array_equal(zero, base) and np.abs(default - zero).mean() > 0.5
+    on_base = gen.create_prompt(DEMO, {**fields, "lora_scale": 0.5})
+    assert on_base["warnings"] == [
+        "lora_scale was ignored: it scales the LoRA of a LoRA tune, and this prompt's tune has none."
+    ]
 
 
 def test_base_pack_id_is_recorded_and_must_be_a_readable_pack(gen):

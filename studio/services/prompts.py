@@ -82,6 +82,9 @@ class Prompts:
         if request.base_pack_id is not None:
             self._check_base_pack(request.base_pack_id, principal)
         tune = self.resolver.prompt_tune(tune_id)
+        if request.lora_scale is not None and tune["model_type"] != "lora":
+            why = "lora_scale was ignored: it scales the LoRA of a LoRA tune, and this prompt's tune has none."
+            request = dataclasses.replace(request, warnings=(*request.warnings, why))
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
         references = [(role, self.photos.decode_image(data, "references")) for role, data in request.references]
