@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import screenshot
 from studio.domain import SUCCESS
 
 
@@ -41,3 +42,4 @@ def test_an_aspect_ratio_and_a_film_look_reach_the_image_and_its_details(live_ur
     details = page.locator("#gen-details")
     details.get_by_text("Passes: Color grading Film Velvia · Film grain 6").wait_for()
     assert "aspect 2:3" in details.inner_text()
+    screenshot(page, "generate-prompt-options")
