@@ -191,7 +191,7 @@ FAMILIES: dict[str, Family] = {
 #: Width x height for each `aspect_ratio` at about one megapixel (a 1024-px family's native
 #: area), multiples of 32 and as close to the ratio as that allows (SDXL's training buckets
 #: where they match). A family draws at these sizes times native_size/1024 (SD 1.5: halved, so
-#: multiples of 16), times the `resolution` tier, rounded to its size_multiple:
+#: multiples of 16), at the `resolution` tier (SIZE_TIERS), rounded to its size_multiple:
 #:
 #: | ratio | 1024-px (SDXL, FLUX) | SD 1.5    |
 #: |-------|----------------------|-----------|
@@ -221,8 +221,10 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
 }
 #: Astria's legacy `ar` values that are not ratios.
 AR_ALIASES = {"portrait": "2:3", "landscape": "3:2"}
-#: `resolution` tiers: the factor on the family's native sides. "1K" is the family's native
-#: size (SD 1.5 draws 512 px there: it repeats subjects when asked for more; use hires_fix).
+#: `resolution` tiers: "1K" is the family's native bucket (about one megapixel; SD 1.5 draws
+#: 512 px there: it repeats subjects when asked for more, use hires_fix); "2K" and "4K" scale the
+#: bucket so its long side is 2048 or 4096 px (times native_size/1024). Each family lists the
+#: tiers it draws (Family.resolutions); the others are refused.
 SIZE_TIERS = {"1K": 1, "2K": 2, "4K": 4}
 
 
@@ -240,9 +242,11 @@ def bucket_size(facts: Family, ratio: str = "1:1", tier: str = "1K", *, native: 
     """(width, height) for `ratio` at resolution `tier` on family `facts`, scaled to `native`
     (default the family's native size; a demo model's smaller size in tests) and rounded to the
     family's size_multiple (at least one multiple a side)."""
-    scale = (native or facts.native_size) / 1024 * SIZE_TIERS[tier]
-    m = facts.size_multiple
     width, height = ASPECT_RATIOS[ratio]
+    scale = (native or facts.native_size) / 1024
+    if SIZE_TIERS[tier] > 1:
+        scale *= SIZE_TIERS[tier] * 1024 / max(width, height)
+    m = facts.size_multiple
     return max(m, round(width * scale / m) * m), max(m, round(height * scale / m) * m)
 
 

@@ -102,7 +102,8 @@ def test_aspect_ratios_map_to_each_familys_buckets():
     sd15, sdxl, flux = (families.FAMILIES[n] for n in ("sd15", "sdxl", "flux1"))
     assert families.bucket_size(sdxl, "16:9") == (1344, 768)
     assert families.bucket_size(sd15, "2:3") == (416, 624)
-    assert families.bucket_size(flux, "21:9", "2K") == (3136, 1344)
+    assert families.bucket_size(flux, "21:9", "2K") == (2048, 880)
+    assert families.bucket_size(flux, "1:1", "2K") == (2048, 2048)
     for fam in families.FAMILIES.values():
         for ratio, (_w, _h) in families.ASPECT_RATIOS.items():
             width, height = families.bucket_size(fam, ratio)
@@ -315,3 +316,23 @@ def test_sdxl_reads_weights_and_long_prompts_with_both_text_encoders(tmp_path, d
     head = "a portrait of a man, studio light, " * 4
     assert np.abs(image(prompt=head + "red") - image(prompt=head + "green forest at night")).mean() > 0.2
     assert image(prompt=head + "(red:1.2)", negative_prompt="").std() > 1  # empty negative: zeros, as SDXL does
+
+
+def test_resolution_tiers_follow_the_family():
+    from studio.services.resolution import _request_size
+
+    flux, sdxl = families.FAMILIES["flux1"], families.FAMILIES["sdxl"]
+    base = {"title": "a base"}
+
+    def size(facts, **fields):
+        return _request_size(PromptRequest(text="x", **fields), facts, base, facts.native_size)
+
+    assert size(flux, aspect_ratio="3:2", resolution="2k") == (2048, 1360)
+    assert size(sdxl, aspect_ratio="16:9") == (1344, 768)
+    assert size(sdxl, aspect_ratio="16:9", h=512) == (896, 512)
+    assert size(sdxl) == (1024, 1024) and size(sdxl, w=640) == (640, 1024)
+    assert size(flux, aspect_ratio="16:9", resolution="2K") == (2048, 1168)
+    for facts, tier in ((sdxl, "2K"), (flux, "4K")):
+        with pytest.raises(InvalidInput) as error:
+            size(facts, resolution=tier)
+        assert error.value.field == "resolution"

@@ -126,7 +126,7 @@ def build(studio: Studio, ctx: Context) -> None:
                         value=DEFAULT,
                         label="Resolution",
                         elem_id="gen-resolution",
-                        info="1K is the model's native size; 2K doubles the sides where the model allows.",
+                        info="1K is the model's native size; 2K makes the long side 2048 px where the model allows.",
                     )
                     lora_scale = gr.Number(
                         1.0,
