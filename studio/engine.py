@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import families
+from studio import families, look, prompt_weights
 from studio.engine_models import FACEID_LORA, FAMILIES, ModelCache, pick_device
 from studio.errors import Canceled, InvalidInput, OutOfMemory, Unavailable
 from studio.postprocess import LABELS, PostContext, open_postprocessors
@@ -113,6 +113,11 @@ class GenerateRequest:
     model_name: str = ""
     parameters_prompt: str | None = None
     single_file_config: str | None = None
+    # A1111 weights in the prompt texts (SD 1.5, SDXL; studio/prompt_weights.py), and the
+    # look applied last (studio/look.py).
+    prompt_weights: bool = False
+    color_grading: str | None = None
+    film_grain: bool = False
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,7 @@ class Engine:
                     raise Canceled(f"Canceled after step {stopped[0]}.")
                 # 7. Post-processing (an unavailable plug-in becomes a warning).
                 images, post_warnings = self._postprocess(images, request)
+                images = look.finish(images, seeds, color_grading=request.color_grading, film_grain=request.film_grain)
             except torch.OutOfMemoryError:
                 self._out_of_memory(request)
             except RuntimeError as exc:
@@ -376,21 +382,26 @@ class Engine:
     def _prompt_inputs(self, runner, request: GenerateRequest) -> tuple[dict[str, Any], list[str]]:
         """The prompt arguments for `runner`, and a warning when it cannot use the negative
         prompt (distilled guidance, or no guidance at this scale)."""
-        inputs: dict[str, Any] = {"prompt": request.prompt}
-        if not request.negative_prompt:
-            return inputs, []
         facts = families.family(request.family)
+        if request.prompt_weights and request.family in prompt_weights.FAMILIES:
+            inputs = prompt_weights.prompt_inputs(runner, request.family, request.prompt, request.negative_prompt)
+            return inputs, []
+        inputs: dict[str, Any] = {"prompt": request.prompt}
+        weighted = request.prompt_weights and prompt_weights.has_weights(request.prompt)
+        warnings = [f"Prompt weights were read as text: {facts.label} takes them as written."] if weighted else []
+        if not request.negative_prompt:
+            return inputs, warnings
         accepts = inspect.signature(type(runner).__call__).parameters
         if facts.uses_negative_prompt and "negative_prompt" in accepts:
             inputs["negative_prompt"] = request.negative_prompt
-            return inputs, []
+            return inputs, warnings
         true_cfg = request.guidance_scale > 1 and not getattr(runner.config, "is_distilled", False)
         if facts.uses_negative_prompt and "negative_prompt_embeds" in accepts and true_cfg:
             # The pipeline repeats the embeddings per image itself.
             inputs["negative_prompt_embeds"] = runner.encode_prompt(prompt=request.negative_prompt)[0]
-            return inputs, []
+            return inputs, warnings
         why = "it uses distilled guidance" if facts.guidance == "distilled" else "it runs without guidance here"
-        return inputs, [f"The negative prompt was not used: {facts.label} has no negative side ({why})."]
+        return inputs, [*warnings, f"The negative prompt was not used: {facts.label} has no negative side ({why})."]
 
     def _out_of_memory(self, request: GenerateRequest) -> None:
         self.free_memory()
@@ -411,6 +422,7 @@ class Engine:
         if request.reference_images:
             extra["Reference roles"] = ", ".join(role for role, _image in request.reference_images)
             extra["Reference instructions"] = reference_instructions([r for r, _i in request.reference_images])
+        extra.update(look.parameters(request.color_grading, request.film_grain))
         model_name = request.model_name or request.model.rstrip("/").split("/")[-1]
         out = []
         for image, seed in zip(images, seeds):

@@ -50,6 +50,8 @@ class Family:
     # for klein); 0 where the family has no multi-reference pipeline. A reference tune keeps this
     # many face crops, and face plus role references together are capped at it.
     reference_images: int = 0
+    # The `resolution` tiers the family draws well (see SIZE_TIERS); others are refused.
+    resolutions: tuple[str, ...] = ("1K",)
 
     @property
     def uses_negative_prompt(self) -> bool:
@@ -147,6 +149,7 @@ FAMILIES: dict[str, Family] = {
         params_b={"transformer": 11.9, "text_encoder": 0.12, "text_encoder_2": 4.76, "vae": 0.08},
         identity_adapters=False,
         size_multiple=16,
+        resolutions=("1K", "2K"),
     ),
     FLUX2: Family(
         name=FLUX2,
@@ -178,8 +181,73 @@ FAMILIES: dict[str, Family] = {
         identity_adapters=False,
         size_multiple=16,
         reference_images=4,
+        resolutions=("1K", "2K"),
     ),
 }
+
+
+# -- Sizes: aspect ratios and resolution tiers ----------------------------------------------
+
+#: Width x height for each `aspect_ratio` at about one megapixel (a 1024-px family's native
+#: area), multiples of 32 and as close to the ratio as that allows (SDXL's training buckets
+#: where they match). A family draws at these sizes times native_size/1024 (SD 1.5: halved, so
+#: multiples of 16), at the `resolution` tier (SIZE_TIERS), rounded to its size_multiple:
+#:
+#: | ratio | 1024-px (SDXL, FLUX) | SD 1.5    |
+#: |-------|----------------------|-----------|
+#: | 1:1   | 1024x1024            | 512x512   |
+#: | 16:9  | 1344x768             | 672x384   |
+#: | 9:16  | 768x1344             | 384x672   |
+#: | 21:9  | 1568x672             | 784x336   |
+#: | 9:21  | 672x1568             | 336x784   |
+#: | 3:2   | 1248x832             | 624x416   |
+#: | 2:3   | 832x1248             | 416x624   |
+#: | 5:4   | 1120x896             | 560x448   |
+#: | 4:5   | 896x1120             | 448x560   |
+#: | 4:3   | 1152x864             | 576x432   |
+#: | 3:4   | 864x1152             | 432x576   |
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "21:9": (1568, 672),
+    "9:21": (672, 1568),
+    "3:2": (1248, 832),
+    "2:3": (832, 1248),
+    "5:4": (1120, 896),
+    "4:5": (896, 1120),
+    "4:3": (1152, 864),
+    "3:4": (864, 1152),
+}
+#: Astria's legacy `ar` values that are not ratios.
+AR_ALIASES = {"portrait": "2:3", "landscape": "3:2"}
+#: `resolution` tiers: "1K" is the family's native bucket (about one megapixel; SD 1.5 draws
+#: 512 px there: it repeats subjects when asked for more, use hires_fix); "2K" and "4K" scale the
+#: bucket so its long side is 2048 or 4096 px (times native_size/1024). Each family lists the
+#: tiers it draws (Family.resolutions); the others are refused.
+SIZE_TIERS = {"1K": 1, "2K": 2, "4K": 4}
+
+
+def aspect_ratio(value: str) -> str:
+    """The canonical ratio for an `aspect_ratio` or legacy `ar` value ("portrait" -> "2:3");
+    KeyError for an unknown one."""
+    value = value.strip().lower()
+    value = AR_ALIASES.get(value, value)
+    if value not in ASPECT_RATIOS:
+        raise KeyError(value)
+    return value
+
+
+def bucket_size(facts: Family, ratio: str = "1:1", tier: str = "1K", *, native: int | None = None) -> tuple[int, int]:
+    """(width, height) for `ratio` at resolution `tier` on family `facts`, scaled to `native`
+    (default the family's native size; a demo model's smaller size in tests) and rounded to the
+    family's size_multiple (at least one multiple a side)."""
+    width, height = ASPECT_RATIOS[ratio]
+    scale = (native or facts.native_size) / 1024
+    if SIZE_TIERS[tier] > 1:
+        scale *= SIZE_TIERS[tier] * 1024 / max(width, height)
+    m = facts.size_multiple
+    return max(m, round(width * scale / m) * m), max(m, round(height * scale / m) * m)
 
 
 def family(name: str) -> Family:

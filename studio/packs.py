@@ -68,7 +68,10 @@ TRAINING_ARGS = tuple(
     and not f.name.startswith("prompts")
 )
 # Generation parameters a template may set (PromptRequest fields that need no input image).
-PARAM_NAMES = ("cfg_scale", "steps", "scheduler", "w", "h", "seed", "super_resolution", "face_correct", "face_swap")
+PARAM_NAMES = (
+    *("cfg_scale", "steps", "scheduler", "w", "h", "seed", "super_resolution", "face_correct", "face_swap"),
+    *("aspect_ratio", "resolution", "lora_scale", "use_lpw", "color_grading", "film_grain"),
+)
 # Tokens people hard-code instead of writing {{token}}.
 COMMON_TOKENS = ("ohwx", "sks")
 MAX_IMAGES = prompts.MAX_IMAGES
@@ -111,8 +114,9 @@ class PackPromptRequest:
     """One template of a pack, for one class. Generation parameters use Astria's prompt field
     names (the names pack files and the REST API carry): `cfg_scale` (guidance scale), `steps`
     (inference steps), `scheduler`, `w`/`h` (pixels, multiples of 8), `seed`,
-    `super_resolution`, `face_correct`, `face_swap`. Unset parameters take the base model's
-    defaults when the prompt runs."""
+    `super_resolution`, `face_correct`, `face_swap`, `aspect_ratio`, `resolution`,
+    `lora_scale`, `use_lpw`, `color_grading`, `film_grain`. Unset parameters take the base
+    model's defaults when the prompt runs."""
 
     class_name: str
     text: str
@@ -127,6 +131,12 @@ class PackPromptRequest:
     super_resolution: bool = False
     face_correct: bool = False
     face_swap: bool = False
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    lora_scale: float | None = None
+    use_lpw: bool | None = None
+    color_grading: str | None = None
+    film_grain: bool = False
 
     @property
     def params(self) -> dict[str, Any]:

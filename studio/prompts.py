@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from studio.errors import InvalidInput
+from studio.families import AR_ALIASES, ASPECT_RATIOS, SIZE_TIERS
 
 # Canonical kinds and the spellings that mean them.
 KINDS = {
@@ -145,6 +146,18 @@ def _reference(token: str, kind_written: str, body: str) -> Reference:
     return Reference(kind, ref, weight, token, explicit=len(parts) == 2)
 
 
+#: A1111's BREAK: a word of its own, in capitals, that starts a new text-encoder window.
+BREAK = re.compile(r"\s*\bBREAK\b\s*")
+
+
+def split_break(text: str) -> list[str]:
+    """The parts of `text` between A1111's BREAK keywords, each tidied ("a man, BREAK a woman"
+    gives ["a man", "a woman"]); one part when there is no BREAK. The text encoder reads each
+    part in its own 75-token window (studio/prompt_weights.py); multi-person prompts give one
+    part per person."""
+    return [tidy(part) for part in BREAK.split(text)]
+
+
 def tidy(text: str) -> str:
     """Collapse runs of spaces, drop spaces before commas and empty comma-separated items, and
     trim spaces and commas at both ends."""
@@ -249,15 +262,27 @@ class PromptRequest:
     face_swap: bool = False
     callback: str | None = None
     references: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
-    # What the studio noticed when it made the request (e.g. a pack placeholder left empty):
-    # stored on the prompt at creation, first among its warnings when it finishes.
+    aspect_ratio: str | None = None
+    ar: str | None = None
+    resolution: str | None = None
+    use_lpw: bool | None = None
+    lora_scale: float | None = None
+    base_pack_id: int | None = None
+    theme: str | None = None
+    color_grading: str | None = None
+    film_grain: bool = False
+    # Said back on the prompt: fields accepted but not used and why (studio/prompt_fields.py),
+    # or what the studio noticed making it (a pack placeholder left empty). Stored at creation,
+    # first among the prompt's warnings when it finishes.
     warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptRequest:
         """Build from a JSON/form dict, converting types; unknown keys are ignored (Astria's
         clients send fields this studio does not use). Raises PromptError naming the field."""
-        known = {f.name: f for f in fields(cls)}
+        from studio.prompt_fields import ignored_warnings
+
+        known = {f.name for f in fields(cls)} - {"warnings"}
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known or value is None or value == "":
@@ -270,6 +295,9 @@ class PromptRequest:
                 values[key] = _convert(key, value)
         if "text" not in values:
             raise PromptError("A prompt needs text.", field="text")
+        ignored = ignored_warnings(data)
+        if ignored:
+            values["warnings"] = (*values.get("warnings", ()), *ignored)
         return cls(**values)
 
     def validate(self) -> PromptRequest:
@@ -309,7 +337,27 @@ class PromptRequest:
             check_reference_role(role)
         if self.negative_prompt and _TOKEN_START.search(self.negative_prompt):
             raise PromptError("Tokens like <lora:…> belong in text, not in negative_prompt.", field="negative_prompt")
+        for name in ("aspect_ratio", "ar"):
+            value = getattr(self, name)
+            if value is not None and value.strip().lower() not in {*ASPECT_RATIOS, *AR_ALIASES}:
+                allowed = ", ".join([*ASPECT_RATIOS, *(AR_ALIASES if name == "ar" else ())])
+                raise PromptError(f"{name} '{value}' is not one of: {allowed}.", field=name)
+        if self.resolution is not None and self.resolution.upper() not in SIZE_TIERS:
+            raise PromptError(
+                f"resolution '{self.resolution}' is not one of: {', '.join(SIZE_TIERS)}.", field="resolution"
+            )
+        if self.lora_scale is not None:
+            _check_range("lora_scale", self.lora_scale, *WEIGHT_RANGES["lora"])
+        if self.base_pack_id is not None:
+            _check_range("base_pack_id", self.base_pack_id, 1, MAX_SEED)
+        if self.color_grading is not None:
+            from studio.look import canonical_grading
+
+            canonical_grading(self.color_grading)  # raises PromptError naming the looks
         parse_prompt(self.text)
+        from studio.prompt_weights import fragments
+
+        fragments(parse_prompt(self.text).text)  # a weight that is not a number is an error now
         return self
 
     def params(self) -> dict[str, Any]:
@@ -364,9 +412,9 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false":
 
 
 def _convert(key: str, value: Any) -> Any:
-    ints = {"num_images", "seed", "steps", "w", "h"}
-    floats = {"cfg_scale", "denoising_strength", "controlnet_conditioning_scale"}
-    bools = {"controlnet_txt2img", "super_resolution", "face_correct", "face_swap"}
+    ints = {"num_images", "seed", "steps", "w", "h", "base_pack_id"}
+    floats = {"cfg_scale", "denoising_strength", "controlnet_conditioning_scale", "lora_scale"}
+    bools = {"controlnet_txt2img", "super_resolution", "face_correct", "face_swap", "use_lpw", "film_grain"}
     try:
         if key in ints:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):

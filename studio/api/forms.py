@@ -199,13 +199,16 @@ def create_prompt(
     base_url: str,
     principal: Principal = LOCAL_ADMIN,
     reference_files: Sequence[bytes] = (),
+    other_files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Astria's `POST /tunes/:id/prompts`. The input image is the uploaded `input_image` file,
     else fetched from `input_image_url` (like `image_urls`), else decoded from
     `input_image_base64` (a data URL). Role-tagged references (`references`, see
-    `references`) pair `reference_files` with the entries that give no `url`, in order."""
+    `references`) pair `reference_files` with the entries that give no `url`, in order.
+    `other_files` are the other uploads by field name (mask_image, video_first_frame…): the
+    request answers those it does not use with a warning (studio/prompt_fields.py)."""
     extra = ("input_image", "input_image_url", "input_image_base64", "references")
-    values = {key: value for key, value in fields.items() if key not in extra}
+    values = {**(other_files or {}), **{key: value for key, value in fields.items() if key not in extra}}
     url, data_url = text(fields.get("input_image_url")), text(fields.get("input_image_base64"))
     if input_image is None and url:
         [(_, input_image)] = studio.fetch_photos([url], field="input_image_url")

@@ -209,6 +209,9 @@ def build_router() -> APIRouter:
             base_url=_base(request),
             principal=acting,
             reference_files=[data for _name, data in files.get("references", [])],
+            other_files={
+                name: items[0][1] for name, items in files.items() if name not in ("input_image", "references")
+            },
         )
         made = await run_in_threadpool(studio.prompt_json, prompt["id"], _base(request), user, principal=acting)
         return JSONResponse(made, 201)

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio import packs, prompts, tune_requests
+from studio import families, look, packs, prompts, tune_requests
 
 
 class PromptFields(BaseModel):
@@ -34,6 +34,19 @@ class PromptFields(BaseModel):
     input_image_url: str | None = Field(None, description="An http(s) image to start from or to control with.")
     input_image_base64: str | None = Field(None, description="The input image as a data URL.")
     callback: str | None = Field(None, description="Receives POST {'prompt': {...}} when the prompt is done.")
+    aspect_ratio: Literal[tuple(families.ASPECT_RATIOS)] | None = Field(  # type: ignore[valid-type]
+        None, description="The family's bucket size for this ratio (README: Sizes); w/h win."
+    )
+    ar: str | None = Field(None, description="Legacy aspect ratio: 1:1, portrait (2:3), 16:9, landscape (3:2).")
+    resolution: Literal[tuple(families.SIZE_TIERS)] | None = Field(  # type: ignore[valid-type]
+        None, description="Size tier on the family's native size; each family lists the tiers it draws."
+    )
+    use_lpw: bool | None = Field(None, description="false reads (word:1.3) and BREAK as plain text (SD 1.5/SDXL).")
+    lora_scale: float | None = Field(None, ge=-2, le=2, description="Scale of the tune's own LoRA (default 1).")
+    base_pack_id: int | None = Field(None, description="A pack recorded as the prompt's provenance.")
+    theme: str | None = Field(None, description="Metadata grouping prompts of one theme.")
+    color_grading: Literal[tuple(look.COLOR_GRADINGS)] | None = None  # type: ignore[valid-type]
+    film_grain: bool | None = Field(None, description="Seeded film grain: the same seed gives the same grain.")
 
 
 class TuneFields(BaseModel):

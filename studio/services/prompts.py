@@ -79,7 +79,12 @@ class Prompts:
         request.validate()
         check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
         owner = self._prompt_owner(tune_id, request, principal)
+        if request.base_pack_id is not None:
+            self._check_base_pack(request.base_pack_id, principal)
         tune = self.resolver.prompt_tune(tune_id)
+        if request.lora_scale is not None and tune["model_type"] != "lora":
+            why = "lora_scale was ignored: it scales the LoRA of a LoRA tune, and this prompt's tune has none."
+            request = dataclasses.replace(request, warnings=(*request.warnings, why))
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
         references = [(role, self.photos.decode_image(data, "references")) for role, data in request.references]
@@ -135,6 +140,13 @@ class Prompts:
                     raise PromptError(f"{ref.token}: there is no {ref.kind} named '{ref.ref}'.")
         return owner
 
+    def _check_base_pack(self, pack_id: int, principal: Principal) -> None:
+        """Astria's `base_pack_id` records a pack the caller may read as the prompt's
+        provenance; NotFound for one that does not exist or is someone else's."""
+        pack = self.store.get_pack(pack_id)
+        if pack is None or (pack["owner"] is not None and not principal.sees(pack["owner"])):
+            raise NotFound(f"Pack {pack_id} does not exist: list packs to see their ids.", field="base_pack_id")
+
     def run_prompt(
         self,
         prompt_id: int,
@@ -180,7 +192,8 @@ class Prompts:
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
             )
-            warnings = [*(prompt["warnings"] or []), *results[0].warnings, *_black_images(results)]
+            # The request's own warnings (fields it ignored) first, then the run's.
+            warnings = list(dict.fromkeys([*(prompt["warnings"] or []), *results[0].warnings, *_black_images(results)]))
             images = self._save_outputs(results, saved)
             # Likeness is scored here, on the worker, so the images arrive with their scores.
             scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])

@@ -14,9 +14,10 @@ from storage import FileStore, Store
 from studio.config import Settings
 from studio.domain import CANCELED, FAILED, SUCCESS
 from studio.errors import Conflict, NotFound
-from studio.families import FAMILIES, Family
+from studio.families import FAMILIES, Family, aspect_ratio, bucket_size
 from studio.principals import LOCAL, Principal, principal_for
 from studio.prompts import (
+    MAX_SIZE,
     ParsedPrompt,
     PromptError,
     PromptRequest,
@@ -82,7 +83,7 @@ class PromptResolver:
         # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
         parsed = parse_prompt(request.text)
         principal = principal_for(owner, self.settings.admins)
-        tokens = [*parsed.references, *self._implicit_references(tune, parsed)]
+        tokens = [*parsed.references, *self._implicit_references(tune, parsed, request.lora_scale)]
         loras, triggers, single = [], [], {}
         for ref in tokens:
             if ref.kind == "lora":
@@ -118,7 +119,7 @@ class PromptResolver:
             )
         fast = scheduler in ("lcm", "tcd")
         steps = request.steps or (8 if fast else base.get("steps") or facts.default_steps)
-        width, height = request.w or size, request.h or size
+        width, height = _request_size(request, facts, base, size)
         _check_size_multiple(facts, base, width=width, height=height)
         if tune.get("branch") == "fast":
             # Mock mode (Astria's free test mode): few steps and at most the demo model's size,
@@ -185,17 +186,24 @@ class PromptResolver:
             face_swap=request.face_swap,
             model_name=base["title"],
             parameters_prompt=request.text,
+            prompt_weights=request.use_lpw is not False,
+            color_grading=request.color_grading,
+            film_grain=request.film_grain,
             **options,
         )
 
-    def _implicit_references(self, tune: dict[str, Any], parsed: ParsedPrompt) -> list[Reference]:
-        """A prompt posted to a LoRA or FaceID tune uses that tune unless its text names it."""
+    def _implicit_references(
+        self, tune: dict[str, Any], parsed: ParsedPrompt, lora_scale: float | None = None
+    ) -> list[Reference]:
+        """A prompt posted to a LoRA or FaceID tune uses that tune unless its text names it;
+        a LoRA tune's at `lora_scale` (Astria's override of its default scale, 1)."""
         kind = tune["model_type"]
         if kind not in ("lora", "faceid"):
             return []
         if any(r.kind == kind and r.tune_id == tune["id"] for r in parsed.references):
             return []
-        return [Reference(kind, str(tune["id"]), 1.0, f"<{kind}:{tune['id']}:1>")]
+        weight = lora_scale if kind == "lora" and lora_scale is not None else 1.0
+        return [Reference(kind, str(tune["id"]), weight, f"<{kind}:{tune['id']}:{format_weight(weight)}>")]
 
     def _referenced_tune(self, ref: Reference, kind: str) -> dict[str, Any]:
         """The trained tune of `kind` that `ref` names, or the error saying what is wrong."""
@@ -335,6 +343,37 @@ def _check_adapter_applies(ref: Reference, base: dict[str, Any], facts: Family, 
             f"{ref.token}: there is no pose ControlNet for {base['title']} ({facts.label}); "
             "describe the pose in words, or use an SD 1.5 / SDXL base model for it."
         )
+
+
+def _request_size(request: PromptRequest, facts: Family, base: dict[str, Any], native: int) -> tuple[int, int]:
+    """(width, height): the bucket of the request's aspect_ratio (or legacy ar) and resolution
+    on the family (families.bucket_size, scaled to `native`, the base's own size), with an
+    explicit w or h winning; given one side and a ratio, the other follows the ratio."""
+    ratio_text = request.aspect_ratio or request.ar
+    tier = (request.resolution or "1K").upper()
+    if tier not in facts.resolutions:
+        raise PromptError(
+            f"resolution {tier} is not available for {base['title']} ({facts.label}): "
+            f"use {', '.join(facts.resolutions)}, or super_resolution to upscale.",
+            field="resolution",
+        )
+    if ratio_text is None and request.resolution is None:
+        return request.w or native, request.h or native
+    ratio = aspect_ratio(ratio_text or "1:1")
+    width, height = bucket_size(facts, ratio, tier, native=native)
+    m = facts.size_multiple
+    if request.w and not request.h:
+        width, height = request.w, max(m, round(request.w * height / width / m) * m)
+    elif request.h and not request.w:
+        width, height = max(m, round(request.h * width / height / m) * m), request.h
+    else:
+        width, height = request.w or width, request.h or height
+    if max(width, height) > MAX_SIZE:
+        raise PromptError(
+            f"{ratio} at {tier} is {width}x{height}, over the {MAX_SIZE} px limit: pick a lower resolution.",
+            field="resolution",
+        )
+    return width, height
 
 
 def _check_size_multiple(facts: Family, base: dict[str, Any], *, width: int, height: int) -> None:

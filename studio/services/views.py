@@ -37,6 +37,15 @@ _PROMPT_PARAMS = (
     "super_resolution",
     "face_correct",
     "face_swap",
+    "aspect_ratio",
+    "ar",
+    "resolution",
+    "use_lpw",
+    "lora_scale",
+    "base_pack_id",
+    "theme",
+    "color_grading",
+    "film_grain",
 )
 
 

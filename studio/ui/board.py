@@ -165,6 +165,14 @@ def describe_params(prompt: dict[str, Any]) -> str:
         "face correct" if params.get("face_correct") else None,
         "super resolution" if params.get("super_resolution") else None,
         "face swap" if params.get("face_swap") else None,
+        f"aspect {params.get('aspect_ratio') or params['ar']}"
+        if params.get("aspect_ratio") or params.get("ar")
+        else None,
+        params.get("resolution"),
+        f"LoRA scale {params['lora_scale']:g}" if params.get("lora_scale") is not None else None,
+        params.get("color_grading"),
+        "film grain" if params.get("film_grain") else None,
+        "no prompt weights" if params.get("use_lpw") is False else None,
         f"negative: {prompt['negative_prompt']}" if prompt.get("negative_prompt") else None,
     ]
     return " · ".join(item for item in shown if item)

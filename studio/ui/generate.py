@@ -26,9 +26,10 @@ import gradio as gr
 from studio.core import Studio
 from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES, SUCCESS, TRAINING
 from studio.errors import InvalidInput, NotFound, StudioError
-from studio.families import FAMILIES, Family
+from studio.families import ASPECT_RATIOS, FAMILIES, SIZE_TIERS, Family
 from studio.likeness import describe
-from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest
+from studio.look import COLOR_GRADINGS
+from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest, parse_parameters
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -112,6 +113,49 @@ def build(studio: Studio, ctx: Context) -> None:
                     face_correct = gr.Checkbox(label="Face correct")
                     super_resolution = gr.Checkbox(label="Super resolution")
                     face_swap = gr.Checkbox(label="Face swap")
+                with gr.Row():
+                    aspect_ratio = gr.Dropdown(
+                        [DEFAULT, *ASPECT_RATIOS],
+                        value=DEFAULT,
+                        label="Aspect ratio",
+                        elem_id="gen-aspect-ratio",
+                        info="The model's native size for this shape; Width/Height above win.",
+                    )
+                    resolution = gr.Dropdown(
+                        [DEFAULT, *SIZE_TIERS],
+                        value=DEFAULT,
+                        label="Resolution",
+                        elem_id="gen-resolution",
+                        info="1K is the model's native size; 2K makes the long side 2048 px where the model allows.",
+                    )
+                    lora_scale = gr.Number(
+                        1.0,
+                        label="LoRA scale",
+                        minimum=-2,
+                        maximum=2,
+                        step=0.05,
+                        min_width=110,
+                        info="Strength of the tune's own LoRA when the prompt does not name it.",
+                    )
+                with gr.Row():
+                    color_grading = gr.Dropdown(
+                        ["none", *COLOR_GRADINGS],
+                        value="none",
+                        label="Color grading",
+                        elem_id="gen-color-grading",
+                        info="A film look (tone curves and saturation) applied to the finished image.",
+                    )
+                    film_grain = gr.Checkbox(
+                        label="Film grain",
+                        elem_id="gen-film-grain",
+                        info="Adds seeded grain: the same seed gives the same grain.",
+                    )
+                    use_lpw = gr.Checkbox(
+                        True,
+                        label="Prompt weights",
+                        elem_id="gen-use-lpw",
+                        info="Reads (word:1.3), [word], BREAK and long prompts (SD 1.5, SDXL).",
+                    )
                 input_image = gr.Image(
                     type="filepath",
                     sources=["upload", "clipboard"],
@@ -212,6 +256,12 @@ def build(studio: Studio, ctx: Context) -> None:
         background_reference: str | None = None,
         pose_reference: str | None = None,
         style_reference: str | None = None,
+        aspect_ratio: str = DEFAULT,
+        resolution: str = DEFAULT,
+        lora_scale: float | None = 1.0,
+        color_grading: str = "none",
+        film_grain: bool = False,
+        use_lpw: bool = True,
     ):
         """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
         are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
@@ -238,6 +288,12 @@ def build(studio: Studio, ctx: Context) -> None:
             super_resolution=bool(super_resolution),
             face_swap=bool(face_swap),
             references=tuple((role, _input_bytes(path)) for role, path in zip(REFERENCE_ROLES, slots) if path),
+            aspect_ratio=None if aspect_ratio in (None, DEFAULT) else aspect_ratio,
+            resolution=None if resolution in (None, DEFAULT) else resolution,
+            lora_scale=None if lora_scale is None or lora_scale == 1 else float(lora_scale),
+            color_grading=None if color_grading in (None, "none") else color_grading,
+            film_grain=bool(film_grain),
+            use_lpw=bool(use_lpw),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
 
@@ -355,6 +411,12 @@ def build(studio: Studio, ctx: Context) -> None:
         strength,
         controlnet,
         *role_slots,
+        aspect_ratio,
+        resolution,
+        lora_scale,
+        color_grading,
+        film_grain,
+        use_lpw,
     ]
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they
@@ -522,8 +584,25 @@ def _details(studio: Studio, prompt_id: int | None, index: int | None, user: str
     return (
         f"**Image {index + 1} of prompt #{prompt_id}** · seed `{image['seed']}` · "
         f"{image['width']}×{image['height']} · ♥ {image['likes']}{mine}\n\n{looks}"
-        f"{describe_params(prompt)}\n\n> {_markdown_text(prompt['text'])}"
+        f"{describe_params(prompt)}\n\n{_passes(studio, image)}> {_markdown_text(prompt['text'])}"
     )
+
+
+# The PNG parameters that say a pass ran on the image (A1111's names where A1111 has them).
+PASS_KEYS = ("Denoising strength", "ControlNet", "Hires upscale", "ADetailer model", "Color grading", "Film grain")
+
+
+def _passes(studio: Studio, image: dict[str, Any]) -> str:
+    """'Passes: …' with what the image's PNG parameters say ran beyond plain generation."""
+    from PIL import Image
+
+    try:
+        with Image.open(studio.files.path(image["path"])) as png:
+            extra = parse_parameters(png.text.get("parameters", "")).get("extra", {})
+    except (OSError, StudioError):
+        return ""
+    ran = [f"{key} {extra[key]}" for key in PASS_KEYS if key in extra]
+    return f"Passes: {' · '.join(ran)}\n\n" if ran else ""
 
 
 def _markdown_text(text: str) -> str:

@@ -18,6 +18,8 @@ import gradio as gr
 from studio.core import Studio
 from studio.domain import CANCELED, FAILED, FINISHED
 from studio.errors import InvalidInput, NotFound
+from studio.families import ASPECT_RATIOS
+from studio.look import COLOR_GRADINGS
 from studio.packs import CLASS_NAMES, PackPromptRequest, PackRequest
 from studio.prompts import MAX_IMAGES, SCHEDULERS
 from studio.tune_requests import DEFAULT_TOKEN, PRESETS
@@ -138,6 +140,22 @@ def build(studio: Studio, ctx: Context) -> None:
             width = gr.Number(label="Width", precision=0, placeholder="default", min_width=100)
             height = gr.Number(label="Height", precision=0, placeholder="default", min_width=100)
         with gr.Row():
+            aspect_ratio = gr.Dropdown(
+                [("default", NONE), *((r, r) for r in ASPECT_RATIOS)],
+                value=NONE,
+                label="Aspect ratio",
+                info="The base model's native size for this shape; Width/Height win.",
+                elem_id="pack-prompt-aspect-ratio",
+            )
+            color_grading = gr.Dropdown(
+                [("none", NONE), *((g, g) for g in COLOR_GRADINGS)],
+                value=NONE,
+                label="Color grading",
+                info="A film look applied to the finished images.",
+                elem_id="pack-prompt-color-grading",
+            )
+            film_grain = gr.Checkbox(label="Film grain", info="Seeded grain: the same seed gives the same grain.")
+        with gr.Row():
             save_prompt = gr.Button("Save prompt", variant="primary", elem_id="pack-prompt-save")
             remove_prompt = gr.Button("Remove prompt", variant="stop", elem_id="pack-prompt-remove")
         lint = gr.HTML(css_template=PACK_CSS, elem_id="pack-lint")
@@ -152,6 +170,7 @@ def build(studio: Studio, ctx: Context) -> None:
 
     pack_fields = [title, slug, token, description, classes, model_type, base, preset, public, unlisted]
     prompt_fields = [class_name, num_images, text, negative, steps, cfg_scale, scheduler, width, height]
+    prompt_fields += [aspect_ratio, color_grading, film_grain]
 
     def pack_request(values: dict) -> PackRequest:
         """The one place the pack form becomes a request."""
@@ -180,6 +199,9 @@ def build(studio: Studio, ctx: Context) -> None:
             scheduler=values[scheduler] or None,
             w=int(values[width]) if values[width] else None,
             h=int(values[height]) if values[height] else None,
+            aspect_ratio=values[aspect_ratio] or None,
+            color_grading=values[color_grading] or None,
+            film_grain=bool(values[film_grain]),
         )
 
     def pack_form(pack: dict[str, Any] | None) -> dict:
@@ -206,7 +228,8 @@ def build(studio: Studio, ctx: Context) -> None:
         if chosen is None:
             default_class = (pack or {}).get("classes", ["woman"])[:1] or ["woman"]
             blank = {class_name: default_class[0], num_images: 1, text: "", negative: ""}
-            return {**blank, steps: None, cfg_scale: None, scheduler: NONE, width: None, height: None}
+            looks = {aspect_ratio: NONE, color_grading: NONE, film_grain: False}
+            return {**blank, steps: None, cfg_scale: None, scheduler: NONE, width: None, height: None, **looks}
         params = chosen["params"] or {}
         return {
             class_name: chosen["class_name"],
@@ -218,6 +241,9 @@ def build(studio: Studio, ctx: Context) -> None:
             scheduler: params.get("scheduler") or NONE,
             width: params.get("w"),
             height: params.get("h"),
+            aspect_ratio: params.get("aspect_ratio") or NONE,
+            color_grading: params.get("color_grading") or NONE,
+            film_grain: bool(params.get("film_grain")),
         }
 
     def prompt_editor(pack: dict[str, Any] | None, pack_prompt_id: int) -> dict:
