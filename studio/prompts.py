@@ -282,7 +282,7 @@ class PromptRequest:
         clients send fields this studio does not use). Raises PromptError naming the field."""
         from studio.prompt_fields import ignored_warnings
 
-        known = {f.name for f in fields(cls)} - {"warnings"}
+        known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known or value is None or value == "":
