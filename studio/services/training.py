@@ -17,7 +17,6 @@ from studio.errors import Canceled, InvalidInput, Unavailable
 from studio.inspection import face_crop
 from studio.jobs import JobContext
 from studio.runtime import Runtime
-from studio.services.checkpoints import follow_best_step
 from studio.services.likeness import Likeness
 from studio.services.lookups import user_tune
 from studio.services.models import BaseModels
@@ -123,13 +122,11 @@ class TrainingJob:
             shutil.rmtree(scratch, ignore_errors=True)
         # 4. Score each checkpoint's sample for likeness, so the best step shows when it is done;
         #    without a face backend the tune is still good, only unscored.
-        #    A tune follows its best step by default: that checkpoint becomes the active one.
+        #    A tune follows its best step by default: scoring makes that checkpoint the active one.
         try:
             self.likeness.score_checkpoints(tune["id"])
         except Unavailable as error:
             log.warning("tune %s: checkpoints not scored for likeness: %s", tune["id"], error.message)
-            return
-        follow_best_step(self.store, self.files, self.store.get_tune(tune["id"]))
 
     def _resume_folder(self, tune_id: int, scratch: Path) -> Path | None:
         """Where an interrupted training of the tune goes on from: its latest checkpoint stored
