@@ -197,6 +197,32 @@ def family_of_index(class_name: str) -> str | None:
     return None
 
 
+#: The distillation LoRAs LCM and TCD sample with on a real model, per family and scheduler:
+#: the scheduler alone takes few steps but draws blur with an undistilled UNet. Hub files (the
+#: authors' own, kohya-style `lora_unet_…` keys), fetched once into the hub cache on first use.
+DISTILLATION_LORAS = {
+    SD15: {
+        "lcm": "hf://latent-consistency/lcm-lora-sdv1-5/pytorch_lora_weights.safetensors",
+        "tcd": "hf://h1t/TCD-SD15/pytorch_lora_weights.safetensors",
+    },
+    SDXL: {
+        "lcm": "hf://latent-consistency/lcm-lora-sdxl/pytorch_lora_weights.safetensors",
+        "tcd": "hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors",
+    },
+}
+
+
+def distillation_lora(family: str, scheduler: str) -> str | None:
+    """The `hf://` file of the distillation LoRA `scheduler` needs on a `family` model, or None
+    when it needs none (any other scheduler, or a family whose LCM is a flow-matching one)."""
+    return DISTILLATION_LORAS.get(family, {}).get(scheduler)
+
+
+def hub_repo(source: str) -> str:
+    """`owner/name` of an `hf://owner/name/path` source."""
+    return "/".join(source[len("hf://") :].split("/")[:2])
+
+
 # What a single-file checkpoint's state-dict keys contain, per family, most specific first
 # (a FLUX.2 file also has `double_blocks`; an SDXL file also has `model.diffusion_model.`). The
 # markers are those diffusers' single_file_utils.CHECKPOINT_KEY_NAMES tells families apart by.

@@ -14,7 +14,7 @@ from storage import Store
 from studio.config import Settings
 from studio.domain import FLUX1, FLUX2, RUNNABLE_FAMILIES, SD15, SDXL
 from studio.errors import ModelNotAvailable, NotFound
-from studio.families import FAMILIES, family_of_files
+from studio.families import FAMILIES, distillation_lora, family_of_files, hub_repo
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,27 @@ class BaseModels:
             "faceid": {dim: str(folder / path) for dim, path in manifest["faceid"].items()},
             "controlnet": {name: str(folder / path) for name, path in manifest["controlnet"].items()},
         }
+
+    def distillation_lora(self, base: dict[str, Any], scheduler: str) -> str | None:
+        """The `hf://` distillation LoRA that LCM or TCD (`scheduler`) loads beside the prompt's
+        LoRAs on `base`; None when none applies: another scheduler, a flow-matching family, or
+        an embedded demo (random weights: there is nothing distilled to load; the images say the
+        scheduler ran alone). ModelNotAvailable when it is needed but neither in the hub cache
+        nor fetchable (the hub is switched off): a clear refusal rather than blurred images."""
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        source = distillation_lora(base["family"], scheduler)
+        if source is None or is_embedded(base):
+            return None
+        repo, filename = hub_repo(source), source[len("hf://") + len(hub_repo(source)) + 1 :]
+        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(repo, filename), str):
+            raise ModelNotAvailable(
+                f"{scheduler.upper()} on {base['title']} needs its distillation LoRA {repo}, which is not "
+                "downloaded and the hub is switched off (HF_HUB_OFFLINE): let the studio fetch it once on a "
+                "connected machine, or pick another scheduler.",
+                field="scheduler",
+            )
+        return source
 
     def native_resolution(self, base: dict) -> int:
         """The image side the base model was trained at: for a local folder its UNet's sample

@@ -14,7 +14,7 @@ from storage import FileStore, Store
 from studio.config import Settings
 from studio.domain import CANCELED, FAILED, SUCCESS
 from studio.errors import Conflict, NotFound
-from studio.families import FAMILIES, Family
+from studio.families import FAMILIES, Family, hub_repo
 from studio.principals import LOCAL, Principal, principal_for
 from studio.prompts import (
     ParsedPrompt,
@@ -117,6 +117,9 @@ class PromptResolver:
                 field="scheduler",
             )
         fast = scheduler in ("lcm", "tcd")
+        # LCM and TCD sample with their distillation LoRA beside the prompt's own LoRAs.
+        if distillation := self.models.distillation_lora(base, scheduler):
+            loras.append((hub_repo(distillation), distillation, 1.0))
         steps = request.steps or (8 if fast else base.get("steps") or facts.default_steps)
         width, height = request.w or size, request.h or size
         _check_size_multiple(facts, base, width=width, height=height)
@@ -185,6 +188,7 @@ class PromptResolver:
             face_swap=request.face_swap,
             model_name=base["title"],
             parameters_prompt=request.text,
+            distillation_lora=hub_repo(distillation) if distillation else None,
             **options,
         )
 
