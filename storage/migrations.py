@@ -663,3 +663,11 @@ def _rebuild_without(db: Database, patterns: dict[str, str]) -> None:
             conn.execute(index)
     for _, _, sql in dependents:
         conn.execute(sql)
+
+
+@migrations()
+def m140_tune_follows_best_step(db: Database) -> None:
+    """Whether a tune's prompts use its best checkpoint by likeness (the default, once the
+    samples are scored) or the step its owner chose (`set_active_checkpoint` turns it off,
+    `use_best_step` back on)."""
+    db.executescript("ALTER TABLE tunes ADD COLUMN use_best_step INTEGER NOT NULL DEFAULT 1;")

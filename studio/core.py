@@ -197,6 +197,7 @@ class Studio:
     sweep_expired = _via("tunes", Tunes.sweep_expired)
     tune_checkpoints = _via("tunes", Tunes.tune_checkpoints)
     set_active_checkpoint = _via("tunes", Tunes.set_active_checkpoint)
+    use_best_step = _via("tunes", Tunes.use_best_step)
     tune_photos = _via("tunes", Tunes.tune_photos)
     tune_photo_file = _via("tunes", Tunes.tune_photo_file)
     tune_token = _via("tunes", Tunes.tune_token)

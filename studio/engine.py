@@ -76,6 +76,8 @@ class GenerateRequest:
     `Reference roles`. Adapter and
     model paths may also be `hf://owner/repo/path/in/repo`. `parameters_prompt` is the prompt
     as the person wrote it (tokens included) for the PNG's parameters; default `prompt`.
+    `distillation_lora` names the LCM/TCD distillation LoRA among `loras` (a hub id, for the
+    PNG); LCM or TCD without one on an SD model runs the scheduler alone and says so.
     `single_file_config` is, for a single-file checkpoint, the diffusers folder or hub id whose
     component configs it uses; None lets diffusers pick the family's reference model, whose
     configs must then be in the hub cache or downloadable.
@@ -118,6 +120,7 @@ class GenerateRequest:
     prompt_weights: bool = False
     color_grading: str | None = None
     film_grain: bool = False
+    distillation_lora: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,11 @@ class Engine:
                 runner.scheduler = make_scheduler(request.scheduler, self.models.scheduler_config, request.family)
                 prompt_inputs, prompt_warnings = self._prompt_inputs(runner, request)
                 warnings += prompt_warnings
+                if request.distillation_lora is None and families.distillation_lora(request.family, request.scheduler):
+                    warnings.append(
+                        f"{request.scheduler.upper()} ran without its distillation LoRA (none for this model): "
+                        "the scheduler alone, which on a real model draws blur in few steps."
+                    )
                 if ip_embeds:
                     inputs["ip_adapter_image_embeds"] = ip_embeds
                 seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.num_images)]
@@ -419,6 +427,8 @@ class Engine:
             extra["Denoising strength"] = request.strength
         if request.controlnet is not None:
             extra["ControlNet"] = f"{Path(request.controlnet).name} {request.controlnet_conditioning_scale}"
+        if request.distillation_lora:
+            extra["Distillation LoRA"] = request.distillation_lora
         if request.reference_images:
             extra["Reference roles"] = ", ".join(role for role, _image in request.reference_images)
             extra["Reference instructions"] = reference_instructions([r for r, _i in request.reference_images])

@@ -362,7 +362,8 @@ class ModelCache:
         if path in self._loras:
             self._loras.move_to_end(path)
             return self._loras[path]
-        file = Path(path)
+        # A hub file (a distillation LoRA) comes from the hub cache, fetched there once.
+        file = _local_file(path, field_name="loras") if path.startswith("hf://") else Path(path)
         if not file.is_file():
             # No path in the message: prompts show it to API clients; the log has the path.
             log.warning("LoRA %r: %s is missing", name, path)
@@ -380,7 +381,7 @@ class ModelCache:
         adapter = "lora_" + hashlib.sha1(path.encode()).hexdigest()[:12]
         try:
             with _quiet_adapter_loading():
-                pipe.load_lora_weights(self._lora_source(pipe, base, path, header), adapter_name=adapter)
+                pipe.load_lora_weights(self._lora_source(pipe, base, str(file), header), adapter_name=adapter)
         except OSError:
             # A header whose tensors disagree with their bytes (diffusers' text names server paths).
             self._drop_adapter(pipe, adapter)

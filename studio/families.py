@@ -9,7 +9,9 @@ memory estimates. Pure data (no torch): the UI and the API import it too.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from studio.domain import FLUX1, FLUX2, SD15, SDXL
 
@@ -260,6 +262,68 @@ def family_of_index(class_name: str) -> str | None:
     for fam in FAMILIES.values():
         if class_name in fam.index_classes:
             return fam.name
+    return None
+
+
+#: The distillation LoRAs LCM and TCD sample with on a real model, per family and scheduler:
+#: the scheduler alone takes few steps but draws blur with an undistilled UNet. Hub files (the
+#: authors' own, kohya-style `lora_unet_…` keys), fetched once into the hub cache on first use.
+DISTILLATION_LORAS = {
+    SD15: {
+        "lcm": "hf://latent-consistency/lcm-lora-sdv1-5/pytorch_lora_weights.safetensors",
+        "tcd": "hf://h1t/TCD-SD15/pytorch_lora_weights.safetensors",
+    },
+    SDXL: {
+        "lcm": "hf://latent-consistency/lcm-lora-sdxl/pytorch_lora_weights.safetensors",
+        "tcd": "hf://h1t/TCD-SDXL-LoRA/pytorch_lora_weights.safetensors",
+    },
+}
+
+
+def distillation_lora(family: str, scheduler: str) -> str | None:
+    """The `hf://` file of the distillation LoRA `scheduler` needs on a `family` model, or None
+    when it needs none (any other scheduler, or a family whose LCM is a flow-matching one)."""
+    return DISTILLATION_LORAS.get(family, {}).get(scheduler)
+
+
+def hub_repo(source: str) -> str:
+    """`owner/name` of an `hf://owner/name/path` source."""
+    return "/".join(source[len("hf://") :].split("/")[:2])
+
+
+# What a single-file checkpoint's state-dict keys contain, per family, most specific first
+# (a FLUX.2 file also has `double_blocks`; an SDXL file also has `model.diffusion_model.`). The
+# markers are those diffusers' single_file_utils.CHECKPOINT_KEY_NAMES tells families apart by.
+SINGLE_FILE_MARKERS = (
+    ("flux2", "single_stream_modulation."),
+    ("flux1", "double_blocks."),
+    ("sdxl", "conditioner.embedders.1."),
+    ("sd15", "cond_stage_model."),
+)
+
+
+def family_of_files(path: Path) -> str | None:
+    """The family a local model declares in its files: a diffusers folder's model_index.json
+    `_class_name`, or the state-dict keys of a single .safetensors file (read from its header,
+    no weights loaded). None when `path` is neither or says nothing known."""
+    index = path / "model_index.json"
+    if index.is_file():
+        try:
+            declared = json.loads(index.read_text()).get("_class_name", "")
+        except (ValueError, AttributeError):
+            return None
+        return family_of_index(declared)
+    if path.is_file() and path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = list(handle.keys())
+        except (OSError, SafetensorError):
+            return None
+        for name, marker in SINGLE_FILE_MARKERS:
+            if any(marker in key for key in keys):
+                return name
     return None
 
 

@@ -9,6 +9,7 @@ on the test photos (tests/photos.py), as inspection's were.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,12 @@ FRONTAL_YAW = 0.12  # |nose offset| / eye distance under which a face looks stra
 SAME_BACKGROUND = 0.75  # mean histogram intersection of the photos' borders
 
 
-def report_card(inspections: list[PhotoInspection], same_person_distance: float) -> dict[str, Any]:
-    """Judge a set of inspected photos (in upload order; indexes refer to it).
+def report_card(
+    inspections: list[PhotoInspection], same_person_distance: float, names: Sequence[str | None] | None = None
+) -> dict[str, Any]:
+    """Judge a set of inspected photos (in upload order; indexes, from 0, refer to it). The
+    sentences name a photo by its file name from `names` (parallel to `inspections`), else as
+    `photos[i]` with the same index the fields use: one convention, never a number from 1.
 
     Returns `near_duplicates` (groups of indexes), `identity_outliers` (index, distance to the
     medoid), `too_few_photos` and `no_variety` (findings as JSON), `usable` (indexes with one
@@ -42,8 +47,9 @@ def report_card(inspections: list[PhotoInspection], same_person_distance: float)
     )
     variety = no_variety([inspections[i] for i in usable])
     characteristics, confidence = aggregate_characteristics([inspections[i] for i in usable])
-    warnings = [_duplicate_warning(group) for group in duplicates]
-    warnings += [f"Photo {o['index'] + 1} may be a different person: remove it." for o in outliers]
+    label = photo_labels(len(inspections), names)
+    warnings = [_duplicate_warning([label[i] for i in group]) for group in duplicates]
+    warnings += [f"{label[o['index']]} may be a different person: remove it." for o in outliers]
     warnings += [finding.message for finding in (too_few, variety) if finding.value]
     return {
         "photos": len(inspections),
@@ -145,9 +151,15 @@ def aggregate_characteristics(inspections: list[PhotoInspection]) -> tuple[dict[
     return chosen, confidence
 
 
-def _duplicate_warning(group: list[int]) -> str:
-    listed = ", ".join(str(i + 1) for i in group)
-    return f"Photos {listed} are near-duplicates: keep one and add different photos."
+def photo_labels(count: int, names: Sequence[str | None] | None = None) -> list[str]:
+    """How sentences name each of `count` photos: its file name, else `photos[i]` (the index,
+    from 0, that the report card's fields and the API's `photos` list use)."""
+    names = list(names or [])
+    return [(names[i] if i < len(names) and names[i] else f"photos[{i}]") for i in range(count)]
+
+
+def _duplicate_warning(labels: list[str]) -> str:
+    return f"{', '.join(labels)} are near-duplicates: keep one and add different photos."
 
 
 def hamming(a: int, b: int) -> int:

@@ -119,6 +119,13 @@ def parse_prompt(text: str) -> ParsedPrompt:
     return ParsedPrompt(tidy("".join(pieces)), tuple(references))
 
 
+def canonical_text(text: str) -> str:
+    """`text` with each token's kind in its canonical spelling (`<be-style:x:0.5>` becomes
+    `<style:x:0.5>`), the rest as written: what the PNG parameters and the API show, so two
+    spellings that render the same pixels read the same. `text` must parse."""
+    return _TOKEN_START.sub(lambda m: f"<{KINDS.get(m.group(1).lower(), m.group(1))}:", text)
+
+
 def _reference(token: str, kind_written: str, body: str) -> Reference:
     kind = KINDS.get(kind_written.lower())
     if kind is None:

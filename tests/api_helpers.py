@@ -15,7 +15,7 @@ from pathlib import Path
 
 from photos import encode, friend
 
-from conftest import link_flux_demos, serve
+from conftest import link_flux_demos, link_sdxl_demo, serve
 from studio.config import Settings
 from studio.core import Studio
 
@@ -24,15 +24,18 @@ MEN = ("chandler", "ross", "joey")
 
 
 @contextmanager
-def live_studio(home: Path, demo_model_dir: Path, *, worker: bool = True, flux_demos=None, **settings):
+def live_studio(home: Path, demo_model_dir: Path, *, worker: bool = True, flux_demos=None, sdxl_demo=None, **settings):
     """Serve the whole app (UI + API) for a fresh studio under `home`; yields (url, studio).
-    `flux_demos` (the `flux_demo_dirs` fixture) links the session's Flux demos in too."""
+    `flux_demos` (the `flux_demo_dirs` fixture) links the session's Flux demos in too, and
+    `sdxl_demo` (the `sdxl_demo_dir` fixture) the SDXL demo."""
     from app import create_app
 
     (home / "models").mkdir(parents=True)
     (home / "models" / "demo").symlink_to(demo_model_dir, target_is_directory=True)
     if flux_demos:
         link_flux_demos(home, flux_demos)
+    if sdxl_demo:
+        link_sdxl_demo(home, sdxl_demo)
     values = {"allow_private_urls": True, "demo_size": 64, **settings}
     studio = Studio.open(Settings(home=home, **values))
     if worker:

@@ -38,6 +38,21 @@ def flux_demo_dirs(tmp_path_factory) -> dict[str, Path]:
     return {family: ensure_flux_demo(root / family, family) for family in ("flux1", "flux2")}
 
 
+@pytest.fixture(scope="session")
+def sdxl_demo_dir(tmp_path_factory) -> Path:
+    """The embedded SDXL demo, built once per test session through the production path;
+    `link_sdxl_demo` puts it into a studio home."""
+    from studio.demo_sdxl import ensure_sdxl_demo
+
+    return ensure_sdxl_demo(tmp_path_factory.mktemp("sdxl-models") / "sdxl")
+
+
+def link_sdxl_demo(home: Path, folder: Path) -> None:
+    """Link the session's SDXL demo where a studio under `home` looks for it (not rebuilt)."""
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    (home / "models" / "demo-sdxl").symlink_to(folder, target_is_directory=True)
+
+
 def link_flux_demos(home: Path, dirs: dict[str, Path]) -> None:
     """Link the session's Flux demos where a studio under `home` looks for them (not rebuilt)."""
     (home / "models").mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from api_helpers import live_studio
 ROUTES = {
     "/tunes": {"get", "post"},
     "/tunes/{tune_id}": {"get", "delete"},
+    "/tunes/{tune_id}/best_step": {"post"},
     "/tunes/{tune_id}/prompts": {"get", "post"},
     "/tunes/{tune_id}/photos/{photo_id}": {"get"},
     "/tunes/{tune_id}/lora.safetensors": {"get"},

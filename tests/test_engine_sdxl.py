@@ -1,22 +1,18 @@
-"""The SDXL family on a tiny SDXL pipeline built here (two text encoders, text-time embedding)."""
+"""The SDXL family on the embedded tiny SDXL demo (two text encoders, text-time embedding)."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_sdxl import save_tiny_sdxl
 
 from studio.errors import InvalidInput
 
 
 @pytest.fixture(scope="module")
-def sdxl_dir(tmp_path_factory, demo_model_dir):
-    """A tiny SDXL pipeline saved with save_pretrained, reusing the demo model's tokenizer."""
-    from transformers import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(demo_model_dir / "tokenizer")
-    return save_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl", tokenizer)
+def sdxl_dir(sdxl_demo_dir):
+    """The embedded SDXL demo (conftest builds it once per session)."""
+    return sdxl_demo_dir
 
 
 def test_an_sdxl_model_generates_reproducibly_and_replaces_the_sd15_one(sdxl_dir, demo_model_dir):

@@ -68,18 +68,21 @@ def test_the_gallery_lists_the_flux_demos_as_embedded_and_the_real_flux_models_b
 
 
 def test_a_first_start_builds_every_embedded_demo_and_they_load_offline(tmp_path):
-    from diffusers import Flux2KleinPipeline, FluxPipeline
+    from diffusers import Flux2KleinPipeline, FluxPipeline, StableDiffusionXLPipeline
 
     studio = Studio.open(Settings(home=tmp_path / "home"))
     try:
         studio.prepare()
         models = tmp_path / "home" / "models"
-        assert {p.name for p in models.iterdir() if p.is_dir()} >= {"demo", "demo-flux1", "demo-flux2"}
-        for folder, family in (("demo-flux1", "flux1"), ("demo-flux2", "flux2")):
+        assert {p.name for p in models.iterdir() if p.is_dir()} >= {"demo", "demo-sdxl", "demo-flux1", "demo-flux2"}
+        for folder, family in (("demo-sdxl", "sdxl"), ("demo-flux1", "flux1"), ("demo-flux2", "flux2")):
             assert json.loads((models / folder / "demo_model.json").read_text())["family"] == family
         assert type(FluxPipeline.from_pretrained(models / "demo-flux1", local_files_only=True)) is FluxPipeline
         klein = Flux2KleinPipeline.from_pretrained(models / "demo-flux2", local_files_only=True)
         assert type(klein) is Flux2KleinPipeline
+        sdxl = StableDiffusionXLPipeline.from_pretrained(models / "demo-sdxl", local_files_only=True)
+        assert type(sdxl) is StableDiffusionXLPipeline
+        assert studio.models.native_resolution(studio.base_model(10)) == 256
         flux1 = studio.base_model(FLUX1_DEMO)
         assert studio.model_path(flux1) == str(models / "demo-flux1")
         assert studio.models.native_resolution(flux1) == 256  # the demo's VAE sample size

@@ -205,7 +205,7 @@ def test_five_photos_of_one_person_and_one_of_another_flag_exactly_the_other(ana
     assert [o["index"] for o in card["identity_outliers"]] == [3]
     assert card["identity_outliers"][0]["distance"] > analyzer.same_person_distance
     assert card["usable"] == [0, 1, 2, 4, 5]
-    assert "Photo 4 may be a different person: remove it." in card["warnings"]
+    assert "photos[3] may be a different person: remove it." in card["warnings"]  # the index of the fields
 
 
 def test_two_photos_of_two_people_are_both_reported(analyzer, astronaut_set):
@@ -221,7 +221,9 @@ def test_near_duplicates_are_grouped(analyzer, astronaut_set):
     assert R.hamming(astronaut_set[0].phash, again.phash) <= R.DUPLICATE_BITS
     card = R.report_card([astronaut_set[0], astronaut_set[1], again], analyzer.same_person_distance)
     assert card["near_duplicates"] == [[0, 2]]
-    assert "Photos 1, 3 are near-duplicates: keep one and add different photos." in card["warnings"]
+    assert "photos[0], photos[2] are near-duplicates: keep one and add different photos." in card["warnings"]
+    named = R.report_card([astronaut_set[0], astronaut_set[1], again], analyzer.same_person_distance, ["a.jpg", "b.jpg", "c.jpg"])  # fmt: skip
+    assert "a.jpg, c.jpg are near-duplicates: keep one and add different photos." in named["warnings"]
     assert R.near_duplicates(astronaut_set) == []
 
 
@@ -290,6 +292,8 @@ def test_studio_inspects_one_photo_and_a_set(studio):
     assert [p["filename"] for p in result["photos"]] == ["a.jpg", "b.jpg", "c.jpg", "d.png", "e.jpg", "other.jpg"]
     assert [r["filename"] for r in result["rejected"]] == ["notes.jpg"]
     assert [o["index"] for o in result["report"]["identity_outliers"]] == [5]
+    assert result["photos"][5]["index"] == 5  # one convention: indexes from 0, sentences by file name
+    assert "other.jpg may be a different person: remove it." in result["report"]["warnings"]
     assert result["characteristics"]["hair_color"] == "brown hair"
     assert result["face_backend"] == "dlib"
     assert "dlib" in studio.status()["face_backend"]

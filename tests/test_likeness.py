@@ -185,6 +185,11 @@ def test_lora_checkpoints_get_scores_a_best_step_and_any_step_can_be_made_active
     # from the photos once and stored with the backend that made it.
     assert all(c["likeness"]["message"] == likeness.NO_FACE for c in tune["checkpoints"])
     assert tune["best_step"] is None and not any(c["best"] for c in tune["checkpoints"])
+    assert tune["best_step_note"] == (
+        "No step is marked best: no checkpoint sample shows a face (the embedded demo models draw textures, "
+        "not faces); prompts use step 8."
+    )
+    assert tune["use_best_step"] and tune["active_step"] == 8
     row = studio.store.get_tune(tune["id"])
     assert row["embedding_path"] and row["face_backend"] == studio.face_analyzer.name
     studio.likeness_reference(tune["id"])
@@ -201,7 +206,9 @@ def test_lora_checkpoints_get_scores_a_best_step_and_any_step_can_be_made_active
     scores = {c["step"]: c["likeness"] for c in tune["checkpoints"]}
     assert scores[6]["same_person"] and not scores[3]["same_person"] and scores[8]["score"] is None
     assert tune["best_step"] == 6 and [c["step"] for c in tune["checkpoints"] if c["best"]] == [6]
-    assert tune["active_step"] == 8
+    # Scores exist: the tune follows its best step (the default), until its owner picks one.
+    assert tune["active_step"] == 6 and tune["use_best_step"]
+    assert tune["best_step_note"] == "Prompts use the best step by likeness, 6."
 
     def render() -> np.ndarray:
         made = studio.create_prompt(
@@ -214,14 +221,19 @@ def test_lora_checkpoints_get_scores_a_best_step_and_any_step_can_be_made_active
     def loaded_last() -> str:
         return studio.engine.loaded_loras[-1]
 
-    final = render()
-    assert loaded_last() == str(studio.files.path(studio.store.get_checkpoint(tune["id"], 8)["weights_path"]))
-    studio.set_active_checkpoint(tune["id"], 6)
     best = render()
     assert loaded_last() == str(studio.files.path(studio.store.get_checkpoint(tune["id"], 6)["weights_path"]))
+    chosen = studio.set_active_checkpoint(tune["id"], 8)
+    assert (chosen["active_step"], chosen["use_best_step"]) == (8, False)
+    assert chosen["best_step_note"] == "Prompts use step 8, chosen by hand; the best step by likeness is 6."
+    final = render()
+    assert loaded_last() == str(studio.files.path(studio.store.get_checkpoint(tune["id"], 8)["weights_path"]))
     assert np.abs(best - final).max() > 0  # two training steps apart: a small difference, but one
-    studio.set_active_checkpoint(tune["id"], 8)
-    assert np.abs(render() - final).max() <= 1 / 255
+    studio.score_checkpoints(tune["id"])  # scoring again keeps the owner's choice
+    assert studio.get_tune(tune["id"])["active_step"] == 8
+    back = studio.use_best_step(tune["id"])
+    assert (back["active_step"], back["use_best_step"]) == (6, True)
+    assert np.abs(render() - best).max() <= 1 / 255
 
 
 # -- packs: counters and the blended ranking ---------------------------------------------------

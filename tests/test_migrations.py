@@ -151,6 +151,7 @@ def test_a_database_made_by_the_pre_split_module_is_left_alone(tmp_path, fresh_s
     # m090 gave rows made before owners to 'local' (an admin); packs made before are shared.
     assert rows["tune"].pop("owner") == rows["prompt"].pop("owner") == "local"
     assert rows["pack"].pop("owner") is None
+    assert rows["tune"].pop("use_best_step") == 1  # m140: old tunes follow their best step too
     assert rows == expected
     assert store.count_likes(prompt_id) == 1
     store.close()

@@ -4,7 +4,6 @@ import shutil
 
 import numpy as np
 import pytest
-from tiny_sdxl import save_tiny_sdxl
 
 from studio.errors import InvalidInput
 from studio.likeness import reference_embedding
@@ -228,22 +227,19 @@ def test_export_kohya_refuses_files_that_are_not_diffusers_loras(tmp_path):
 
 
 @pytest.mark.slow
-def test_sdxl_lora_trains_and_changes_the_output(tmp_path):
-    """The SDXL path (two text encoders, pooled embeddings, time ids) on a tiny SDXL."""
+def test_sdxl_lora_trains_and_changes_the_output(tmp_path, sdxl_demo_dir):
+    """The SDXL path (two text encoders, pooled embeddings, time ids) on the embedded SDXL demo."""
     from diffusers import StableDiffusionXLPipeline
 
-    from studio.demo_model import build_tokenizer
-
-    save_tiny_sdxl(tmp_path / "sdxl", build_tokenizer(tmp_path / "tok"))
     settings = TrainSettings(**{**SETTINGS.to_json(), "checkpointing_steps": 0, "train_text_encoder": True})
-    result = train_lora(tmp_path / "sdxl", "sdxl", _photos(3), settings, tmp_path / "out", title="x", trigger="ohwx")
+    result = train_lora(sdxl_demo_dir, "sdxl", _photos(3), settings, tmp_path / "out", title="x", trigger="ohwx")
     assert read_metadata(result.weights)["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     from safetensors import safe_open
 
     with safe_open(str(result.kohya), framework="pt") as handle:
         prefixes = {k.split("_")[1] for k in handle.keys()}  # noqa: SIM118
     assert prefixes == {"unet", "te1", "te2"}
-    pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "sdxl")
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_demo_dir)
     pipe.set_progress_bar_config(disable=True)
     base = _render(pipe)
     pipe.load_lora_weights(str(result.weights.parent), weight_name=result.weights.name, adapter_name="x")

@@ -126,6 +126,14 @@ def build_router() -> APIRouter:
         _studio(request).delete_tune(tune_id, cancel=True, principal=acting)
         return {"message": "Tune successfully deleted"}
 
+    @router.post("/tunes/{tune_id}/best_step", tags=["tunes"], responses={200: {"model": Tune}, **_errors(404)})
+    def use_best_step(request: Request, tune_id: Id, acting: Acting) -> dict:
+        """Let prompts use the tune's best checkpoint by likeness again (the default; picking a
+        step turns it off): active now when the samples are scored, else after they are. The
+        tune's `use_best_step`, `best_step` and `best_step_note` say where it stands."""
+        _studio(request).use_best_step(tune_id, principal=acting)
+        return _studio(request).tune_json(tune_id, _base(request), principal=acting)
+
     @router.get(
         "/tunes/{tune_id}/photos/{photo_id}",
         tags=["tunes"],

@@ -15,6 +15,7 @@ from storage import FileStore, Store
 from studio import likeness
 from studio.errors import Unavailable
 from studio.runtime import Runtime
+from studio.services.checkpoints import follow_best_step
 from studio.services.lookups import user_tune
 from studio.services.photos import Photos
 from studio.services.views import Views
@@ -109,7 +110,8 @@ class Likeness:
     def score_checkpoints(self, tune_id: int) -> list[dict[str, Any]]:
         """Score the sample image of each of a LoRA tune's checkpoints against its subject and
         record it on the checkpoint; returns `tune_checkpoints`. `likeness.best_step` of them
-        is the step `tune_json` marks best. Unavailable when the face backend is missing."""
+        is the step `tune_json` marks best, and the active one unless the owner picked a step
+        (`use_best_step`). Unavailable when the face backend is missing."""
         tune = user_tune(self.store, tune_id)
         for checkpoint in self.store.tune_checkpoints(tune_id):
             record = None
@@ -117,6 +119,7 @@ class Likeness:
                 image = self.photos.decode_image(self.files.read(checkpoint["sample_path"]), "sample")
                 record = self.score(tune["id"], image)
             self.store.update_checkpoint(checkpoint["id"], likeness=record)
+        follow_best_step(self.store, self.files, self.store.get_tune(tune_id))
         return self.store.tune_checkpoints(tune_id)
 
     def prompt_likeness(self, prompt: Mapping[str, Any], images: Sequence) -> list[dict[str, Any] | None]:

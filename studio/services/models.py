@@ -1,6 +1,7 @@
 """Base models: the gallery (assets/base_models.json, Astria's ids), which of them can run
-here, the default one (STUDIO_BASE_MODEL), the embedded demos (SD 1.5, FLUX.1, FLUX.2 [klein])
-built offline at first start, and where each family's adapters live."""
+here, the default one (STUDIO_BASE_MODEL, its family read from its files), the embedded demos
+(SD 1.5, SDXL, FLUX.1, FLUX.2 [klein]) built offline at first start, and where each family's
+adapters live."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 from storage import Store
 from studio.config import Settings
-from studio.domain import FLUX1, FLUX2, RUNNABLE_FAMILIES, SD15
+from studio.domain import FLUX1, FLUX2, RUNNABLE_FAMILIES, SD15, SDXL
 from studio.errors import ModelNotAvailable, NotFound
-from studio.families import FAMILIES
+from studio.families import FAMILIES, distillation_lora, family_of_files, hub_repo
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ DEMO_SOURCE = "embedded:demo"
 #: Every embedded demo by its gallery source: (family, folder under STUDIO_HOME/models).
 EMBEDDED = {
     DEMO_SOURCE: (SD15, "demo"),
+    "embedded:sdxl": (SDXL, "demo-sdxl"),
     "embedded:flux1": (FLUX1, "demo-flux1"),
     "embedded:flux2": (FLUX2, "demo-flux2"),
 }
@@ -81,6 +83,10 @@ class BaseModels:
             from studio.demo_model import ensure_demo_model
 
             return ensure_demo_model(folder)
+        if family == SDXL:
+            from studio.demo_sdxl import ensure_sdxl_demo
+
+            return ensure_sdxl_demo(folder)
         from studio.demo_flux import ensure_flux_demo
 
         return ensure_flux_demo(folder, family)
@@ -125,7 +131,9 @@ class BaseModels:
         raise NotFound(f"Base model {model_id} is not in the gallery.", field="base_tune_id")
 
     def default_base_model(self) -> dict[str, Any]:
-        """The model STUDIO_BASE_MODEL names: 'demo', a gallery id, or a hub id / local path."""
+        """The model STUDIO_BASE_MODEL names: 'demo', a gallery id, or a hub id / local path. A
+        local folder or file outside the gallery gets the family its files declare (a diffusers
+        folder's pipeline class, a single file's state-dict keys); SD 1.5 when they say nothing."""
         wanted = self.settings.base_model
         models = self.base_models()
         for model in models:
@@ -133,8 +141,9 @@ class BaseModels:
                 return model
             if wanted in (str(model["id"]), model["source"]):
                 return model
-        model = {"id": None, "title": wanted, "family": "sd15", "source": wanted, "embedded": False}
-        return {**model, "available": self._available(model), "family_label": _family_label("sd15")}
+        family = family_of_files(Path(wanted).expanduser()) or SD15
+        model = {"id": None, "title": wanted, "family": family, "source": wanted, "embedded": False}
+        return {**model, "available": self._available(model), "family_label": _family_label(family)}
 
     def model_path(self, model: dict[str, Any]) -> str:
         """What the engine loads for a base model: an embedded demo's folder, or the model's own source."""
@@ -217,6 +226,27 @@ class BaseModels:
             "faceid": {dim: str(folder / path) for dim, path in manifest["faceid"].items()},
             "controlnet": {name: str(folder / path) for name, path in manifest["controlnet"].items()},
         }
+
+    def distillation_lora(self, base: dict[str, Any], scheduler: str) -> str | None:
+        """The `hf://` distillation LoRA that LCM or TCD (`scheduler`) loads beside the prompt's
+        LoRAs on `base`; None when none applies: another scheduler, a flow-matching family, or
+        an embedded demo (random weights: there is nothing distilled to load; the images say the
+        scheduler ran alone). ModelNotAvailable when it is needed but neither in the hub cache
+        nor fetchable (the hub is switched off): a clear refusal rather than blurred images."""
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        source = distillation_lora(base["family"], scheduler)
+        if source is None or is_embedded(base):
+            return None
+        repo, filename = hub_repo(source), source[len("hf://") + len(hub_repo(source)) + 1 :]
+        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(repo, filename), str):
+            raise ModelNotAvailable(
+                f"{scheduler.upper()} on {base['title']} needs its distillation LoRA {repo}, which is not "
+                "downloaded and the hub is switched off (HF_HUB_OFFLINE): let the studio fetch it once on a "
+                "connected machine, or pick another scheduler.",
+                field="scheduler",
+            )
+        return source
 
     def native_resolution(self, base: dict) -> int:
         """The image side the base model was trained at: for a local folder its UNet's sample

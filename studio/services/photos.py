@@ -122,16 +122,18 @@ class Photos:
 
     def _inspect_stored_photos(self, rows: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
         from studio.inspection import analyze_photo
-        from studio.inspection_report import report_card
+        from studio.inspection_report import photo_labels, report_card
 
         analyzer = self.runtime.face_analyzer
         inspections = [analyze_photo(np.asarray(self.photo_image(row)), analyzer, name) for row in rows]
-        card = report_card(inspections, analyzer.same_person_distance)
+        names = [row["filename"] for row in rows]
+        card = report_card(inspections, analyzer.same_person_distance, names)
+        label = photo_labels(len(rows), names)
         reasons = [list(inspection.warnings) for inspection in inspections]
         for group in card["near_duplicates"]:
             for index in group:
-                others = ", ".join(str(other + 1) for other in group if other != index)
-                reasons[index].append(f"Nearly the same as photo {others}: keep one of them.")
+                others = ", ".join(label[other] for other in group if other != index)
+                reasons[index].append(f"Nearly the same as {others}: keep one of them.")
         for outlier in card["identity_outliers"]:
             reasons[outlier["index"]].append("This may be a different person: remove it.")
         photos = [
@@ -236,7 +238,7 @@ class Photos:
             inspections = pool.analyze([photo.rgb() for photo in photos], name)
         else:
             inspections = [analyze_photo(photo.rgb(), analyzer, name) for photo in photos]
-        card = report_card(inspections, analyzer.same_person_distance)
+        card = report_card(inspections, analyzer.same_person_distance, [photo.filename for photo in photos])
         return {
             "photos": [
                 {"index": i, "filename": photo.filename, **inspection.to_json()}

@@ -20,7 +20,7 @@ from studio.errors import Canceled, Conflict, InvalidInput, NotFound, StudioErro
 from studio.images import png_bytes
 from studio.jobs import JobContext, check_callback_url
 from studio.principals import LOCAL_ADMIN, Principal, principal_for
-from studio.prompts import PromptError, PromptRequest, parse_prompt
+from studio.prompts import PromptError, PromptRequest, canonical_text, parse_prompt
 from studio.runtime import Runtime
 from studio.services.likeness import Likeness
 from studio.services.lookups import any_tune, named_adapter, prompt_row, still_there
@@ -77,6 +77,8 @@ class Prompts:
         if not isinstance(request, PromptRequest):
             request = PromptRequest.from_dict(request)
         request.validate()
+        # Stored (so shown by the API and written into the PNGs) with canonical token kinds.
+        request = dataclasses.replace(request, text=canonical_text(request.text))
         check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
         owner = self._prompt_owner(tune_id, request, principal)
         if request.base_pack_id is not None:
@@ -89,11 +91,12 @@ class Prompts:
         seed = request.seed if request.seed is not None else random_seed()
         references = [(role, self.photos.decode_image(data, "references")) for role, data in request.references]
         ready = tune["status"] == SUCCESS
+        params = {**request.params(), "seed": seed}
         if ready:
-            self.resolver.generate_request(
+            generate = self.resolver.generate_request(
                 tune, request, seed=seed, input_image=image, owner=owner, references=references
             )
-        params = {**request.params(), "seed": seed}
+            params = what_runs(tune, params, generate)
         if image is not None:
             params["input_image_path"] = self.files.put(png_bytes(image), "photos", ".png")
         if references:
@@ -181,14 +184,12 @@ class Prompts:
                 (ref["role"], self.photos.decode_image(self.files.read(ref["path"]), "references"))
                 for ref in params.get("reference_images") or []
             ]
+            tune = self.resolver.prompt_tune(prompt["tune_id"])
             generate = self.resolver.generate_request(
-                self.resolver.prompt_tune(prompt["tune_id"]),
-                request,
-                seed=params["seed"],
-                input_image=image,
-                owner=prompt["owner"],
-                references=references,
+                tune, request, seed=params["seed"], input_image=image, owner=prompt["owner"], references=references
             )
+            if (ran := what_runs(tune, params, generate)) != params:
+                self.store.update_prompt(prompt_id, params=ran)
             results = self.runtime.generate(
                 generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
             )
@@ -393,3 +394,11 @@ def _black_images(results: Sequence[Any]) -> list[str]:
     return [
         f"Image{'s' if len(black) > 1 else ''} {numbers} came out black (the model's numbers overflowed to NaN): run it again."
     ]
+
+
+def what_runs(tune: dict[str, Any], params: dict[str, Any], generate: Any) -> dict[str, Any]:
+    """A prompt's stored params with the steps and size that run: mock mode (a branch=fast tune)
+    caps them whatever the request asked, and the prompt reports what its PNGs say."""
+    if tune.get("branch") != "fast":
+        return params
+    return {**params, "steps": generate.num_inference_steps, "w": generate.width, "h": generate.height}

@@ -14,7 +14,7 @@ from storage import FileStore, Store
 from studio.config import Settings
 from studio.domain import CANCELED, FAILED, SUCCESS
 from studio.errors import Conflict, NotFound
-from studio.families import FAMILIES, Family, aspect_ratio, bucket_size
+from studio.families import FAMILIES, Family, aspect_ratio, bucket_size, hub_repo
 from studio.principals import LOCAL, Principal, principal_for
 from studio.prompts import (
     MAX_SIZE,
@@ -118,6 +118,9 @@ class PromptResolver:
                 field="scheduler",
             )
         fast = scheduler in ("lcm", "tcd")
+        # LCM and TCD sample with their distillation LoRA beside the prompt's own LoRAs.
+        if distillation := self.models.distillation_lora(base, scheduler):
+            loras.append((hub_repo(distillation), distillation, 1.0))
         steps = request.steps or (8 if fast else base.get("steps") or facts.default_steps)
         width, height = _request_size(request, facts, base, size)
         _check_size_multiple(facts, base, width=width, height=height)
@@ -189,6 +192,7 @@ class PromptResolver:
             prompt_weights=request.use_lpw is not False,
             color_grading=request.color_grading,
             film_grain=request.film_grain,
+            distillation_lora=hub_repo(distillation) if distillation else None,
             **options,
         )
 

@@ -122,6 +122,7 @@ class TrainingJob:
             shutil.rmtree(scratch, ignore_errors=True)
         # 4. Score each checkpoint's sample for likeness, so the best step shows when it is done;
         #    without a face backend the tune is still good, only unscored.
+        #    A tune follows its best step by default: scoring makes that checkpoint the active one.
         try:
             self.likeness.score_checkpoints(tune["id"])
         except Unavailable as error:

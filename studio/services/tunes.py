@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,13 +24,13 @@ from studio.likeness import reference_embedding
 from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest, make_token, parse_prompt
 from studio.runtime import Runtime
+from studio.services.checkpoints import activate_checkpoint, follow_best_step
 from studio.services.lookups import still_there, timestamp, user_tune
 from studio.services.models import DEMO_SOURCE, BaseModels, runnable_labels
 from studio.services.photos import Photos
 from studio.services.prompts import Prompts
 from studio.services.queue import JobQueue
 from studio.services.views import Views
-from studio.training import KOHYA_NAME, export_kohya
 from studio.tune_requests import (
     BRANCH_FAMILY,
     PromptSpec,
@@ -469,25 +468,22 @@ class Tunes:
         return deleted
 
     def set_active_checkpoint(self, tune_id: int, step: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
-        """Use the weights saved at `step` for generation (and as the kohya copy) from now on."""
+        """Use the weights saved at `step` for generation (and as the kohya copy) from now on:
+        the owner's choice, so the tune stops following its best step (`use_best_step`)."""
         tune = user_tune(self.store, tune_id, principal)
-        checkpoint = self.store.get_checkpoint(tune_id, step)
-        if checkpoint is None:
+        if self.store.get_checkpoint(tune_id, step) is None:
             steps = ", ".join(str(c["step"]) for c in self.store.tune_checkpoints(tune_id)) or "none yet"
             raise NotFound(f"Tune {tune_id} has no checkpoint at step {step} (steps: {steps}).", field="step")
-        scratch = self.files.scratch_dir()
-        try:
-            kohya = export_kohya(
-                self.files.path(checkpoint["weights_path"]), scratch / KOHYA_NAME, family=tune["family"]
-            )
-            kohya_path = self.files.put_file(kohya, "weights")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        self.store.update_tune(
-            tune_id, weights_path=checkpoint["weights_path"], kohya_path=kohya_path, active_step=step
-        )
-        for path in self.store.unreferenced([tune["kohya_path"]] if tune["kohya_path"] else []):
-            self.files.delete(path)
+        activate_checkpoint(self.store, self.files, tune, step)
+        self.store.update_tune(tune_id, use_best_step=0)
+        return self.views.tune_json(tune_id)
+
+    def use_best_step(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
+        """Follow the best step by likeness again (the default): its checkpoint becomes active
+        now when the samples are scored, and after a training that scores them otherwise."""
+        tune = user_tune(self.store, tune_id, principal)
+        self.store.update_tune(tune_id, use_best_step=1)
+        follow_best_step(self.store, self.files, {**tune, "use_best_step": 1})
         return self.views.tune_json(tune_id)
 
     def tune_photos(self, tune_id: int, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from studio.domain import RUNNING
 from studio.errors import NotFound
 from studio.principals import LOCAL_ADMIN, Principal
 from studio.services.lookups import any_tune, prompt_row, still_there
-from studio.services.models import BaseModels
+from studio.services.models import BaseModels, is_embedded
 
 # A pack's or pack prompt's ranking fields (see studio/packs.py), as the API shows them.
 _RANKING = ("likes_count", "images_shown", "runs", "score", "like_rate", "rating")
@@ -77,7 +77,9 @@ class Views:
         trained_at, started_training_at, expires_at, created_at, branch, model_type, updated_at,
         url, orig_images) plus status, progress, message, characteristics, warnings and the
         checkpoints (step, loss, sample URL, its likeness, whether it is active, whether it is
-        the `best_step`: the sample that looks most like the subject) with the active step.
+        the `best_step`: the sample that looks most like the subject) with the active step,
+        `use_best_step` (prompts follow the best step, the default; false once the owner picked
+        a step) and `best_step_note` (why no step is marked best, or which one prompts use).
         `orig_images` (the tune's photos) and `ckpt_url` (its LoRA in kohya layout, once trained)
         are URLs of keyed API routes, not of the public image area: photos and weights are
         private (`tune_photo_file`, `lora_file`)."""
@@ -127,6 +129,8 @@ class Views:
             "url": f"{base}/tunes/{tune['id']}",
             "active_step": tune["active_step"],
             "best_step": best,
+            "use_best_step": bool(tune.get("use_best_step", 1)),
+            "best_step_note": best_step_note(tune, checkpoints, best, demo=self._on_demo(tune)),
             "checkpoints": [
                 {
                     "step": c["step"],
@@ -140,6 +144,17 @@ class Views:
             ],
             **extra,
         }
+
+    def _on_demo(self, tune: Mapping[str, Any]) -> bool:
+        """Whether a tune's base model is an embedded demo (its samples are textures)."""
+        if tune.get("branch") == "fast":
+            return True
+        base_id = tune.get("base_tune_id")
+        try:
+            base = self.models.base_model(base_id) if base_id else self.models.default_base_model()
+        except NotFound:
+            return False
+        return is_embedded(base)
 
     def prompt_json(
         self,
@@ -284,3 +299,24 @@ class Views:
             tune_id=tune_id, limit=limit, offset=offset, before_id=before_id, owner=principal.owner_filter
         )
         return still_there(lambda prompt_id: self.prompt_json(prompt_id, base_url, user, principal=principal), rows)
+
+
+def best_step_note(tune: Mapping[str, Any], checkpoints: list[dict[str, Any]], best: int | None, *, demo: bool) -> str:
+    """One sentence on the tune's best step for people: which step prompts use and why, or why
+    no step is marked best (no sample showed a face, or the samples were not scored); "" for a
+    tune without checkpoint samples."""
+    if not any(c["sample_path"] for c in checkpoints):
+        return ""
+    active = tune["active_step"]
+    if best is not None:
+        if tune.get("use_best_step", 1):
+            return f"Prompts use the best step by likeness, {best}."
+        return f"Prompts use step {active}, chosen by hand; the best step by likeness is {best}."
+    textures = " (the embedded demo models draw textures, not faces)" if demo else ""
+    if any(c["likeness"] is not None for c in checkpoints):
+        why = f"no checkpoint sample shows a face{textures}"
+    elif not likeness.scores_subject(tune):
+        why = f"samples of a {tune['name']} are not scored (the face backends find human faces only)"
+    else:
+        why = "the samples were not scored for likeness (no face found in the tune's photos to compare with)"
+    return f"No step is marked best: {why}; prompts use step {active}."

@@ -80,6 +80,7 @@ def build(studio: Studio, ctx) -> None:
             elem_id="checkpoint-step",
         )
         use_step = gr.Button("Use this checkpoint", scale=1, elem_id="use-checkpoint")
+        use_best = gr.Button("Use the best step", scale=1, elem_id="use-best-step")
     photos = gr.HTML(css_template=card_css(), js_on_load=None, elem_id="tune-photos")
     timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)  # what the details last showed, so a poll redraws them only on a change
@@ -127,7 +128,9 @@ def build(studio: Studio, ctx) -> None:
             tune = studio.get_tune(int(tune_id))
         except NotFound:  # deleted meanwhile (another page, the API)
             return cleared()
-        signature = (tune["id"], tune["status"], round(tune["progress"] or 0, 2), tune["active_step"])
+        signature = (
+            tune["id"], tune["status"], round(tune["progress"] or 0, 2), tune["active_step"], tune["use_best_step"]
+        )  # fmt: skip
         if signature == last:
             return {}
         return draw(tune, signature, with_photos=last is None or last[0] != tune["id"])
@@ -164,6 +167,12 @@ def build(studio: Studio, ctx) -> None:
         gr.Info(f"Tune {int(tune_id)} now uses the checkpoint of step {chosen_step}.")
         return show(tune_id)
 
+    @guard
+    def on_use_best(tune_id):
+        tune = studio.use_best_step(_required(tune_id))
+        gr.Info(f"Tune {int(tune_id)}: {tune['best_step_note'] or 'prompts will use the best step once it is scored.'}")
+        return show(tune_id)
+
     def on_estimate(values: dict):
         return _memory_estimate(studio, {name: values[component] for name, component in form.items()})
 
@@ -192,6 +201,7 @@ def build(studio: Studio, ctx) -> None:
     cancel.click(on_cancel, chosen, polled, api_name="cancel_tune", show_progress_on=summary)
     delete.click(on_delete, chosen, [listing, chosen, *details], api_name="delete_tune", show_progress_on=summary)
     use_step.click(on_use_step, [chosen, step], details, api_name="set_active_checkpoint", show_progress_on=summary)
+    use_best.click(on_use_best, chosen, details, api_name="use_best_step", show_progress_on=summary)
     timer.tick(poll, [chosen, seen], polled, api_visibility="private")
     ctx.photo_set.change(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
     ctx.blocks.load(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
@@ -368,11 +378,8 @@ def _summary(tune: dict) -> str:
     if tune["message"] and tune["status"] != SUCCESS:
         lines.append(f"Message: {tune['message']}")
     lines += [f"- {warning}" for warning in tune["warnings"]]
-    if tune.get("best_step") is not None:
-        lines.append(
-            f"**Best step by likeness: {tune['best_step']}** (its sample looks most like the photos; "
-            f"the active step is {tune['active_step']})."
-        )
+    if tune.get("best_step_note"):
+        lines.append(tune["best_step_note"])
     elif len(tune["checkpoints"]) > 1 and tune["active_step"] is not None:
         lines.append(f"Prompts use the checkpoint of step **{tune['active_step']}**.")
     return "\n\n".join(lines)
