@@ -285,19 +285,14 @@ def test_pack_prompts_take_the_options(gen):
 
 
 @pytest.mark.slow
-def test_sdxl_reads_weights_and_long_prompts_with_both_text_encoders(tmp_path, demo_model_dir):
+def test_sdxl_reads_weights_and_long_prompts_with_both_text_encoders(sdxl_demo_dir):
     import dataclasses
-
-    from tiny_sdxl import save_tiny_sdxl
-    from transformers import CLIPTokenizer
 
     from studio.engine import Engine, GenerateRequest
 
-    tokenizer = CLIPTokenizer.from_pretrained(demo_model_dir / "tokenizer")
-    model = save_tiny_sdxl(tmp_path / "tiny-sdxl", tokenizer)
     engine = Engine("cpu")
     request = GenerateRequest(
-        model=str(model),
+        model=str(sdxl_demo_dir),
         family="sdxl",
         prompt="a man with red hair",
         num_inference_steps=2,
@@ -312,7 +307,7 @@ def test_sdxl_reads_weights_and_long_prompts_with_both_text_encoders(tmp_path, d
 
     plain = image()
     assert np.array_equal(plain, image(prompt="a man with (red:1.0) hair"))
-    assert np.abs(image(prompt="a man with (red:1.8) hair") - plain).mean() > 0.5
+    assert np.abs(image(prompt="a man with (red:1.8) hair") - plain).mean() > 0.2
     head = "a portrait of a man, studio light, " * 4
     assert np.abs(image(prompt=head + "red") - image(prompt=head + "green forest at night")).mean() > 0.2
     assert image(prompt=head + "(red:1.2)", negative_prompt="").std() > 1  # empty negative: zeros, as SDXL does
