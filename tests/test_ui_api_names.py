@@ -19,6 +19,7 @@ CALLED = {
     "cancel_tune",
     "delete_tune",
     "set_active_checkpoint",
+    "use_best_step",
     "add_lora",
     "add_avatar",
     "delete_adapter",
@@ -94,6 +95,9 @@ def test_every_api_name_works_from_gradio_client(live_url, studio, tmp_path):
             call("set_active_checkpoint", Tune=tune["id"], **{"Checkpoint step to use": steps[-1] + 1})
         call("set_active_checkpoint", Tune=str(tune["id"]), **{"Checkpoint step to use": steps[0]})
         assert studio.get_tune(tune["id"])["active_step"] == steps[0]
+        assert not studio.get_tune(tune["id"])["use_best_step"]  # a step picked by hand
+        call("use_best_step", Tune=str(tune["id"]))
+        assert studio.get_tune(tune["id"])["use_best_step"]
 
         call(
             "create_tune",
