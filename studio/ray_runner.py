@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 POLL = 0.1
 #: How long the cluster may take to answer when the studio starts (seconds).
 CONNECT_TIMEOUT = 15.0
+#: How long a job waits for an actor that Ray is restarting after a crash (seconds).
+RESTART_WAIT = 300.0
 #: The request fields that name files or folders; local ones are sent to the actor as data.
 PATH_FIELDS = ("model", "faceid_adapter", "style_adapter", "image_encoder", "controlnet", "single_file_config")
 
@@ -398,9 +400,18 @@ class RayWorkers:
 
     def _send(self, index: int, blobs: Sequence[Blob], paths: dict[str, Path]) -> None:
         import ray
+        from ray.exceptions import ActorUnavailableError
 
         actor = self.actors[index]
-        missing = set(ray.get(actor.missing.remote(list(blobs))))
+        deadline = time.monotonic() + RESTART_WAIT
+        while True:  # an actor Ray is restarting (after a crash) answers once it is back
+            try:
+                missing = set(ray.get(actor.missing.remote(list(blobs))))
+                break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         for blob in blobs:
             if blob.digest in missing:
                 ray.get(actor.receive.remote(blob, self.shipper.pack(paths[blob.digest])))

@@ -158,11 +158,16 @@ def test_faceid_flow_and_lora_training_on_ray_give_the_in_process_images(
 ):
     """The seed's FaceID flow over HTTP and a LoRA tune trained and used, on Ray workers, against
     the same on the in-process runner: the same seeds give the same pixels and weights."""
+    import torch
     from photos import encode, friend
 
     faces = [(f"{name}.jpg", encode(friend(name, 256))) for name in MEN]
     prompt = {"num_images": 2, "steps": 4, "seed": 7, "w": 64, "h": 64}
 
+    # One torch thread, as each worker has one CPU: float sums split over other thread counts
+    # round differently, and the training's weights would differ in their last bits.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     local = _open(tmp_path, demo_model_dir, "local")
     try:
         face = local.create_tune(TuneRequest(title="John", name="man", model_type="faceid"), photos=faces)
@@ -175,6 +180,7 @@ def test_faceid_flow_and_lora_training_on_ray_give_the_in_process_images(
         expected_weights = read_metadata(local.files.path(local.store.get_tune(lora["id"])["weights_path"]))
     finally:
         local.close()
+        torch.set_num_threads(threads)
 
     with live_studio(tmp_path / "ray", demo_model_dir, ray_address="auto") as (url, studio):
         assert studio.status()["jobs_run"] == "Ray at auto: 2 engine worker(s), 1 CPU each"
