@@ -155,7 +155,7 @@ def _fast(title="Rex"):
 
 
 def test_faceid_flow_and_lora_training_on_ray_give_the_in_process_images(
-    tmp_path, demo_model_dir, dog_photos, ray_cluster
+    tmp_path, demo_model_dir, dog_photos, ray_cluster, page
 ):
     """The seed's FaceID flow over HTTP and a LoRA tune trained and used, on Ray workers, against
     the same on the in-process runner: the same seeds give the same pixels and weights."""
@@ -185,6 +185,10 @@ def test_faceid_flow_and_lora_training_on_ray_give_the_in_process_images(
 
     with live_studio(tmp_path / "ray", demo_model_dir, ray_address="auto") as (url, studio):
         assert studio.status()["jobs_run"] == "Ray at auto: 2 engine worker(s), 1 CPU each"
+        page.goto(url)
+        page.get_by_role("tab", name="Settings & status").click()
+        page.locator("#status-text", has_text="Jobs run").wait_for()
+        assert "Jobs run: Ray at auto: 2 engine worker(s), 1 CPU each" in page.locator("#status-text").inner_text()
         files = [("tune[images][]", (name, data, "image/jpeg")) for name, data in faces]
         form = {"tune[title]": "John", "tune[name]": "man", "tune[model_type]": "faceid"}
         response = httpx.post(f"{url}/tunes", data=form, files=files, timeout=60)
