@@ -219,6 +219,7 @@ def test_faceid_flow_and_lora_training_on_ray_give_the_in_process_images(
     assert weights["modelspec.hash_sha256"] == expected_weights["modelspec.hash_sha256"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_requeues_its_training_which_resumes_and_cancel_reaches_a_worker(
     tmp_path, demo_model_dir, dog_photos, ray_cluster, caplog
 ):
@@ -226,7 +227,7 @@ def test_a_killed_worker_requeues_its_training_which_resumes_and_cancel_reaches_
     studio = _open(tmp_path, demo_model_dir, "home", ray_address="auto")
     try:
         request = TuneRequest(
-            title="Long", name="dog", preset="fast", max_train_steps=24, seed=1, checkpointing_steps=4
+            title="Long", name="dog", preset="fast", max_train_steps=16, seed=1, checkpointing_steps=4
         )
         tune = studio.create_tune(request, photos=dog_photos)
         job_id = studio.store.latest_job("train", tune["id"])["id"]
@@ -246,7 +247,7 @@ def test_a_killed_worker_requeues_its_training_which_resumes_and_cancel_reaches_
         latest = max(row["step"] for row in kept)
         assert f"resuming the interrupted training from its checkpoint at step {latest}" in caplog.text
         rows = studio.store.tune_checkpoints(tune["id"])
-        assert [row["step"] for row in rows] == [4, 8, 12, 16, 20, 24]
+        assert [row["step"] for row in rows] == [4, 8, 12, 16]
         assert {row["id"] for row in kept} <= {row["id"] for row in rows}  # kept, not written again
 
         # Cancel: a long generation stops on its worker at its next step.
