@@ -260,3 +260,20 @@ def test_a_killed_worker_requeues_its_training_which_resumes_and_cancel_reaches_
         assert studio.store.get_prompt(long["id"])["status"] == CANCELED
     finally:
         studio.close()
+
+
+def test_jobs_wait_while_the_cluster_does_not_answer_and_the_status_says_so(tmp_path, demo_model_dir, ray_cluster):
+    """A cluster that stopped answering (here: its first worker is gone for good, so the runner's
+    check call fails): the runner claims no job, the job stays queued, the status tab says why."""
+    studio = _open(tmp_path, demo_model_dir, "home", ray_address="auto")
+    try:
+        runner, workers = studio.worker, studio.runtime.remote
+        workers.connect()
+        ray_cluster.kill(workers.actors[0], no_restart=True)
+        workers.lost_since = time.time()  # what a call that lost the connection records
+        prompt = studio.create_prompt(DEMO_ID, {"text": "a dog", "steps": 2, "w": 64, "h": 64})
+        assert runner.run_one() is False
+        assert studio.store.latest_job("generate", prompt["id"])["status"] == QUEUING
+        assert "does not answer: jobs wait in the queue" in studio.status()["jobs_run"]
+    finally:
+        studio.close()
