@@ -428,16 +428,15 @@ class RayWorkers:
         try:
             self._send(index, blobs, paths)
             pending = getattr(actor, method).remote(*args, **kwargs)
-            canceled = False
             while True:
                 done, _ = ray.wait([pending], timeout=POLL)
                 for event in ray.get(actor.poll.remote()):
                     on_event(event)
                 if done:
                     return ray.get(pending)
-                if not canceled and should_stop is not None and should_stop():
+                if should_stop is not None and should_stop():
+                    # Sent at every poll: one sent before the call started would be cleared by it.
                     actor.cancel.remote()
-                    canceled = True
         except RayTaskError as error:
             if isinstance(error.cause, Exception):
                 raise error.cause from None
