@@ -295,7 +295,11 @@ class RayWorkers:
             self._check_reachable()
             if not ray.is_initialized():
                 try:
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                    # The studio package travels with the job: the nodes need Ray and the
+                    # libraries, not this code on their disks.
+                    root = Path(__file__).resolve().parent.parent
+                    code = {"py_modules": [str(root / "studio"), str(root / "storage")]}
+                    ray.init(address=self.address, runtime_env=code, log_to_driver=False, logging_level=logging.WARNING)
                 except (ConnectionError, TimeoutError, RuntimeError, ValueError) as error:
                     raise ClusterUnreachable(
                         f"The Ray cluster at STUDIO_RAY_ADDRESS={self.address} cannot be reached: {error}. "
