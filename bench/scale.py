@@ -87,7 +87,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="studio-scale-") as folder:
         root = Path(folder)
         demo = ensure_demo_model(root / "demo")
-        ray.init(num_cpus=args.workers, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=args.workers,
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         on_ray = dict(ray_address="auto", ray_worker_cpus=1)
         baseline = one = many = 0.0
         try:

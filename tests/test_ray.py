@@ -34,7 +34,7 @@ DEMO_ID = 1
 def ray_cluster():
     """One local Ray instance for the session, on loopback, without its dashboard."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
