@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-REQS := requirements.txt requirements-nodeps.txt requirements-dev.txt
+REQS := requirements.txt requirements-nodeps.txt requirements-dev.txt requirements-ray.txt
 STAMP := $(VENV)/.stamp-$(shell cat $(REQS) | sha256sum | cut -c1-16)
 
 .PHONY: run test lint setup browser clean
@@ -22,7 +22,7 @@ $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	rm -f $(VENV)/.stamp-*
 	touch $@

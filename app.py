@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from studio import zerogpu
 from studio.config import ConfigError, Settings
 from studio.core import Studio
+from studio.errors import StudioError
 
 log = logging.getLogger("studio")
 
@@ -142,7 +143,11 @@ def main() -> None:
         import spaces  # noqa: F401  ZeroGPU patches torch's CUDA handling; it must come before torch uses CUDA
     studio = Studio.open(settings)
     studio.prepare()
-    studio.start_worker()
+    try:
+        studio.start_worker()
+    except StudioError as error:  # e.g. the Ray cluster of STUDIO_RAY_ADDRESS does not answer
+        studio.close()
+        raise SystemExit(f"Avatar Studio cannot start: {error.message}") from None
     app = create_app(studio)
     url = f"http://{settings.host}:{settings.port}/"
     log.info("ready in %.1f s: open %s", time.monotonic() - started, url)

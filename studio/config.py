@@ -66,6 +66,9 @@ class Settings:
     admins: tuple[str, ...] = ()  # STUDIO_ADMINS: login names and/or API-key owner names
     cpu_offload: bool = False  # STUDIO_CPU_OFFLOAD: model CPU offload on CUDA (FLUX.1 on 16-24 GB cards)
     quantize: str | None = None  # STUDIO_QUANTIZE: "nf4" or "int8", None for unquantized
+    ray_address: str | None = None  # STUDIO_RAY_ADDRESS: "auto" or "ray://host:10001"; None runs jobs in-process
+    ray_workers: int = 0  # STUDIO_RAY_WORKERS: engine actors; 0 = one per GPU (on CPU: CPUs / ray_worker_cpus)
+    ray_worker_cpus: int = 1  # STUDIO_RAY_WORKER_CPUS: CPUs each actor reserves (its torch threads)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -122,6 +125,9 @@ class Settings:
             admins=tuple(a.strip() for a in env.get("STUDIO_ADMINS", "").split(",") if a.strip()),
             cpu_offload=_bool(env, "STUDIO_CPU_OFFLOAD", False),
             quantize=None if (quantize := _choice(env, "STUDIO_QUANTIZE", "none", QUANTIZE)) == "none" else quantize,
+            ray_address=(env.get("STUDIO_RAY_ADDRESS") or "").strip() or None,
+            ray_workers=_int(env, "STUDIO_RAY_WORKERS", 0, low=0, high=4096),
+            ray_worker_cpus=_int(env, "STUDIO_RAY_WORKER_CPUS", 1, low=1, high=1024),
         )
 
     @property

@@ -92,12 +92,15 @@ class Studio:
         self.keys = ApiKeys(settings, store)
         # The job worker's thread starts only in `start_worker`; until then `run_pending` runs
         # queued jobs in the caller's thread (tests, scripts).
-        self.queue.worker = Worker(
-            store,
-            {"train": self.training.run, "generate": self.prompts.run_job},
-            on_finished=self.queue.job_finished,
-            housekeeping=self.tunes.sweep_expired,
-        )
+        handlers = {"train": self.training.run, "generate": self.prompts.run_job}
+        options = {"on_finished": self.queue.job_finished, "housekeeping": self.tunes.sweep_expired}
+        if settings.ray_address:  # jobs on a Ray cluster (DESIGN.md §8); ray is imported only then
+            from studio.ray_runner import RayRunner, RayWorkers
+
+            self.runtime.remote = RayWorkers(settings)
+            self.queue.worker = RayRunner(store, handlers, self.runtime.remote, **options)
+        else:
+            self.queue.worker = Worker(store, handlers, **options)
 
     @classmethod
     def open(cls, settings: Settings, runtime: Runtime | None = None) -> Studio:
@@ -163,6 +166,7 @@ class Studio:
             "face_backend": self.face_backend_status(),
             "training": "FaceID only: " + zerogpu.TRAINING_REFUSED if self.zero_gpu else "LoRA and FaceID tunes",
             "memory_options": self.runtime.memory_description(),
+            "jobs_run": self.runtime.runner_description(),
             "tune_expiry": (
                 f"tunes are deleted {self.settings.tune_expiry_days} days after they are made (STUDIO_TUNE_EXPIRY_DAYS)"
                 if self.settings.tune_expiry_days

@@ -12,7 +12,8 @@ prompt for 'generate') in the same transaction (see `Store.claim_job` and friend
   SUCCESS, raising means FAILED (a `StudioError`'s message is kept for the person to read; other
   errors are logged with their traceback), and a stop that was asked for means CANCELED.
 - A job left TRAINING by a process that died is re-queued once at the next start, then failed
-  with "interrupted by a restart" (`MAX_ATTEMPTS`).
+  with "interrupted by a restart" (`MAX_ATTEMPTS`). A job whose remote worker died under it
+  (`WorkerLost`, studio/ray_runner.py) is re-queued once the same way, then failed with why.
 - Callbacks are POSTed once, from a small thread pool, so a slow or dead endpoint never holds up
   the worker, to the address checked when sent and within one deadline each; failures are
   logged and not retried (Astria does not retry either).
@@ -102,6 +103,14 @@ class JobContext:
 Handler = Callable[[dict, JobContext], None]
 
 
+class WorkerLost(StudioError):
+    """The worker running a job went away mid-job (a Ray actor crashed, its node was lost): the
+    job did not fail on its own, so it is re-queued once (a training resumes from the last
+    checkpoint it streamed back) and only then failed with this message."""
+
+    status = 503
+
+
 class JobRunner(Protocol):
     """What the studio needs from whatever runs its jobs."""
 
@@ -128,7 +137,9 @@ class Worker:
     `handlers` maps a job kind ('train', 'generate') to its handler; `on_finished(job)` is called
     (in the worker thread) with each job the worker finished, after its status is written.
     `housekeeping()` (e.g. deleting expired tunes) runs in the worker thread between jobs, once
-    when it starts and then every `housekeeping_every` seconds; its errors are logged."""
+    when it starts and then every `housekeeping_every` seconds; its errors are logged.
+    `threads` > 1 takes that many jobs at once (a runner whose heavy work runs elsewhere, one
+    thread per remote worker; the queue's order decides which job each thread takes next)."""
 
     def __init__(
         self,
@@ -139,6 +150,7 @@ class Worker:
         idle_poll: float = IDLE_POLL,
         housekeeping: Callable[[], None] | None = None,
         housekeeping_every: float = HOUSEKEEPING_EVERY,
+        threads: int = 1,
     ):
         self.store = store
         self.handlers = dict(handlers)
@@ -147,13 +159,15 @@ class Worker:
         self.housekeeping = housekeeping
         self.housekeeping_every = housekeeping_every
         self._next_housekeeping = 0.0  # monotonic time; 0: at the first turn of the loop
+        self._housekeeping_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.threads = threads
+        self._threads: list[threading.Thread] = []
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._threads)
 
     def start(self) -> None:
         if self.running:
@@ -171,8 +185,11 @@ class Worker:
                 if job["status"] != QUEUING:
                     self._finished(job)
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="studio-worker", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"studio-worker-{n}", daemon=True) for n in range(self.threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def notify(self) -> None:
         self._wake.set()
@@ -180,11 +197,12 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
                 log.warning("the job worker did not stop within %.0f s", timeout)
-            self._thread = None
+        self._threads = []
 
     def run_pending(self) -> int:
         count = 0
@@ -208,6 +226,16 @@ class Worker:
         """Run `housekeeping` when it is due (a time check: it runs between jobs, never during one)."""
         if self.housekeeping is None or time.monotonic() < self._next_housekeeping:
             return
+        if not self._housekeeping_lock.acquire(blocking=False):  # another thread runs it
+            return
+        try:
+            self._run_housekeeping()
+        finally:
+            self._housekeeping_lock.release()
+
+    def _run_housekeeping(self) -> None:
+        if time.monotonic() < self._next_housekeeping:
+            return
         self._next_housekeeping = time.monotonic() + self.housekeeping_every
         try:
             self.housekeeping()
@@ -226,6 +254,15 @@ class Worker:
         status, message = SUCCESS, None
         try:
             self.handlers[job["kind"]](job, context)
+        except WorkerLost as lost:
+            if self.store.cancel_requested(job["id"]):
+                context.stop_seen = True  # it was being canceled anyway
+            elif job["attempts"] < MAX_ATTEMPTS:
+                log.warning("job %s: %s; re-queued", job["id"], lost.message)
+                self.store.requeue_job(job["id"], f"re-queued: {lost.message}", count_attempt=True)
+                self._wake.set()
+                return True
+            status, message = FAILED, f"{lost.message} (twice: it was re-queued once already)"
         except Exception as error:
             status, message = FAILED, _failure_message(job, error)
         if context.stop_seen and self._stopping.is_set() and not self.store.cancel_requested(job["id"]):

@@ -2,7 +2,9 @@
 inspection pool and the ZeroGPU wrapping of generation.
 
 One `Runtime` per studio, made in `Studio.__init__` (or passed in, so a test can give every
-studio of a module one warm engine). Nothing here loads at construction: torch, diffusers and
+studio of a module one warm engine). With `remote` set (studio/ray_runner.py's `RayWorkers`,
+when STUDIO_RAY_ADDRESS is), generation and training run there instead of on this process's
+engine. Nothing here loads at construction: torch, diffusers and
 the face backends load on first use, each behind a lock, so concurrent Gradio handlers and the
 job worker share one of each.
 """
@@ -34,6 +36,7 @@ class Runtime:
         # On a ZeroGPU Space generations run through spaces.GPU (studio/zerogpu.py).
         self.zero_gpu = zerogpu.active(settings.zero_gpu)
         self._generate = None  # the engine's generate, wrapped for ZeroGPU when it is on
+        self.remote = None  # where the heavy calls go instead (RayWorkers), None: here
 
     @property
     def engine(self):
@@ -82,10 +85,26 @@ class Runtime:
             self._engine.unload()
 
     def generate(self, request, **callbacks):
-        """`Engine.generate`, through spaces.GPU on a ZeroGPU Space."""
+        """`Engine.generate`, through spaces.GPU on a ZeroGPU Space, or on a remote worker."""
+        if self.remote is not None:
+            return self.remote.generate(request, **callbacks)
         if self._generate is None:
             self._generate = zerogpu.gpu_generate(self.engine, enabled=self.zero_gpu)
         return self._generate(request, **callbacks)
+
+    def train_lora(self, *args, **kwargs):
+        """`studio.training.train_lora` (the same arguments), here or on a remote worker."""
+        if self.remote is not None:
+            return self.remote.train_lora(*args, **kwargs)
+        from studio.training import train_lora
+
+        return train_lora(*args, **kwargs)
+
+    def runner_description(self) -> str:
+        """Where jobs run, for the status tab."""
+        if self.remote is not None:
+            return self.remote.describe()
+        return "in this process, one job at a time (STUDIO_RAY_ADDRESS unset)"
 
     @property
     def face_analyzer(self):
@@ -136,3 +155,5 @@ class Runtime:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        if self.remote is not None:
+            self.remote.close()

@@ -28,7 +28,6 @@ from studio.training import (
     ResumeStateError,
     TrainedLora,
     TrainingStopped,
-    train_lora,
 )
 from studio.tune_requests import TrainSettings
 
@@ -80,7 +79,7 @@ class TrainingJob:
             )
 
         def train(resume_from: Path | None) -> TrainedLora:
-            return train_lora(
+            return self.runtime.train_lora(
                 self.models.model_path(base),
                 base["family"],
                 images,
