@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import families
+from studio import detailer, families
 from studio.engine_models import FACEID_LORA, FAMILIES, ModelCache, pick_device
 from studio.errors import Canceled, InvalidInput, OutOfMemory, Unavailable
 from studio.postprocess import LABELS, PostContext, open_postprocessors
@@ -46,6 +46,7 @@ from studio.prompts import MAX_SEED, SCHEDULERS, format_parameters, reference_in
 log = logging.getLogger(__name__)
 
 CONTROL_MODES = ("auto", "image", "canny", "openpose")
+FACE_DETAIL_MODES = ("off", "auto", "on")
 MAX_IMAGES, MAX_STEPS, MIN_SIDE, MAX_SIDE = 8, 150, 16, 4096
 
 StepCallback = Callable[[int, int], None]
@@ -76,6 +77,15 @@ class GenerateRequest:
     `Reference roles`. Adapter and
     model paths may also be `hf://owner/repo/path/in/repo`. `parameters_prompt` is the prompt
     as the person wrote it (tokens included) for the PNG's parameters; default `prompt`.
+    Inpainting: `mask_image` (PIL, white = repaint) with `init_image`; outside the mask the
+    output keeps the input's pixels. Hires fix (`hires_fix`): the image is made at width×height,
+    upscaled by `hires_scale` (the super-resolution plug-in when installed, else the latents on
+    SD families, else Lanczos) and denoised again by img2img at `hires_strength` for
+    `hires_steps` (None: num_inference_steps). Face detailing (`inpaint_faces`: "off", "auto"
+    for small faces only, "on"; see studio/detailer.py) re-generates the faces at
+    `detail_strength`, the faces picked by `detail_faces` (0-based, left to right; empty: all),
+    at `detail_size` (None: the family's native size), each with its person of `people` (left to
+    right), or with the request's own LoRAs and FaceID when `people` is empty.
     `single_file_config` is, for a single-file checkpoint, the diffusers folder or hub id whose
     component configs it uses; None lets diffusers pick the family's reference model, whose
     configs must then be in the hub cache or downloadable.
@@ -107,6 +117,16 @@ class GenerateRequest:
     init_image: Any = field(default=None, repr=False)
     strength: float = 0.8
     reference_images: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    mask_image: Any = field(default=None, repr=False)
+    hires_fix: bool = False
+    hires_scale: float = 2.0
+    hires_strength: float = 0.5
+    hires_steps: int | None = None
+    inpaint_faces: str = "off"
+    detail_strength: float = detailer.DEFAULT_STRENGTH
+    detail_faces: tuple[int, ...] = ()
+    detail_size: int | None = None
+    people: tuple[detailer.Person, ...] = ()
     super_resolution: bool = False
     face_correct: bool = False
     face_swap: bool = False
@@ -119,13 +139,15 @@ class GenerateRequest:
 class GeneratedImage:
     """One output: the RGB PIL `image`, its `png` bytes carrying A1111 `parameters` text (also
     in `parameters`), the `seed` that reproduces it, and `warnings` (post-processing skipped,
-    pose detector missing…), the same for every image of a request."""
+    pose detector missing…), the same for every image of a request, and `detailed_faces`, what
+    the face detailer did on this image."""
 
     image: Any
     png: bytes
     seed: int
     parameters: str
     warnings: tuple[str, ...] = ()
+    detailed_faces: tuple[detailer.DetailedFace, ...] = ()
 
 
 def check_request(request: GenerateRequest) -> None:
@@ -190,6 +212,28 @@ def check_request(request: GenerateRequest) -> None:
             fail("reference_images", f"{len(request.reference_images)} reference images; {facts.label} takes {limit}.")
         if request.init_image is not None:
             fail("init_image", "with reference images, pass the input image as one of them instead.")
+    if request.mask_image is not None:
+        if request.init_image is None:
+            fail("mask_image", "a mask needs the input image it masks (input_image).")
+        if "inpaint" not in facts.pipelines:
+            fail("mask_image", f"{facts.label} has no inpaint pipeline in diffusers; leave the mask out.")
+        if request.controlnet is not None:
+            fail("mask_image", "a mask and a ControlNet cannot be combined; use one of them.")
+    if request.hires_fix:
+        if not 1 < request.hires_scale <= 4:
+            fail("hires_scale", f"{request.hires_scale} is out of range; use more than 1, up to 4.")
+        if max(request.width, request.height) * request.hires_scale > MAX_SIDE:
+            fail("hires_scale", f"the upscaled image would be larger than {MAX_SIDE} px; lower w, h or the scale.")
+        if not 0 < request.hires_strength <= 1:
+            fail("hires_strength", f"{request.hires_strength} is out of range; use more than 0, up to 1.")
+        if request.hires_steps is not None and not 1 <= request.hires_steps <= MAX_STEPS:
+            fail("hires_steps", f"{request.hires_steps} is out of range; use 1 to {MAX_STEPS}.")
+    if request.inpaint_faces not in FACE_DETAIL_MODES:
+        fail("inpaint_faces", f"'{request.inpaint_faces}' is not one of {', '.join(FACE_DETAIL_MODES)}.")
+    if not 0 < request.detail_strength <= 1:
+        fail("detail_strength", f"{request.detail_strength} is out of range; use more than 0, up to 1.")
+    if request.detail_size is not None and request.detail_size % facts.size_multiple:
+        fail("detail_size", f"{request.detail_size} must be a multiple of {facts.size_multiple}.")
     if request.init_image is not None:
         if not 0 < request.strength <= 1:
             fail("strength", f"{request.strength} is out of range; use more than 0, up to 1.")
@@ -242,6 +286,7 @@ class Engine:
         max_loras: int = 16,
         cpu_offload: bool = False,
         quantize: str | None = None,
+        face_backend: str = "auto",
     ):
         """Choose the device and dtype once. Nothing is loaded until the first request.
         `postprocess_dir` holds the post-processing plug-ins' weights (see postprocess.py);
@@ -249,7 +294,8 @@ class Engine:
         `cpu_offload` moves each component to the GPU only while it runs (CUDA only; elsewhere
         it stays off and `memory_options` says why), `quantize` ("nf4" or "int8") loads the
         denoiser quantized (needs CUDA and bitsandbytes, else Unavailable; another value is
-        InvalidInput naming `quantize`)."""
+        InvalidInput naming `quantize`). `face_backend` (studio/faces.py's choice) finds the
+        faces the face detailer re-generates."""
         self.device, self.dtype = pick_device(device)
         self.models = ModelCache(
             self.device, self.dtype, max_loras=max_loras, cpu_offload=cpu_offload, quantize=quantize
@@ -257,6 +303,9 @@ class Engine:
         self.postprocess_dir = Path(postprocess_dir) if postprocess_dir is not None else None
         self.postprocessors = open_postprocessors(postprocess_dir, insightface_root=insightface_root)
         self._openpose = None
+        self.face_backend = face_backend
+        self.insightface_root = insightface_root
+        self._analyzer = None
 
     # The model cache's verbs, kept on the engine for its callers (the studio, tests, bench).
 
@@ -348,6 +397,8 @@ class Engine:
                         current._interrupt = True
                     return tensors
 
+                # Hires fix on SD keeps the first pass in latent space, A1111's "Latent" upscaler.
+                latent_hires = self._hires_upscaler(request) == "Latent"
                 with torch.inference_mode():
                     images = runner(
                         **prompt_inputs,
@@ -356,9 +407,26 @@ class Engine:
                         num_images_per_prompt=request.num_images,
                         generator=generators,
                         callback_on_step_end=step_end,
-                        output_type="pil",
+                        output_type="latent" if latent_hires else "pil",
                         **inputs,
                     ).images
+                if stopped:
+                    raise Canceled(f"Canceled after step {stopped[0]}.")
+                if request.mask_image is not None:
+                    images = [keep_unmasked(image, request.init_image, request.mask_image) for image in images]
+                # 6b. Hires fix and face detailing, each a second denoising pass.
+                extras: list[dict[str, Any]] = [{} for _seed in seeds]
+                details: list[tuple] = [() for _seed in seeds]
+                if request.hires_fix:
+                    images, hires_warnings = self._hires(
+                        pipe, request, images, seeds, prompt_inputs, ip_embeds, extras, step_end
+                    )
+                    warnings += hires_warnings
+                if request.inpaint_faces != "off":
+                    images, detail_warnings = self._detail_faces(
+                        pipe, request, images, seeds, extras, details, step_end
+                    )
+                    warnings += detail_warnings
                 if stopped:
                     raise Canceled(f"Canceled after step {stopped[0]}.")
                 # 7. Post-processing (an unavailable plug-in becomes a warning).
@@ -371,7 +439,29 @@ class Engine:
                 self._out_of_memory(request)
         # 8. PNGs carrying their A1111 parameters (the negative prompt only where it was used).
         negative = request.negative_prompt if {"negative_prompt", "negative_prompt_embeds"} & set(prompt_inputs) else ""
-        return self._encode(images, seeds, request, tuple(warnings + post_warnings), negative)
+        return self._encode(
+            images, seeds, request, tuple(dict.fromkeys(warnings + post_warnings)), negative, extras, details
+        )
+
+    def detail_faces(self, request: GenerateRequest, image) -> GeneratedImage:
+        """The face detailing pass alone on `image` (a PIL image, say an earlier result), with
+        the request's identity or people, strength and face choice; `inpaint_faces` "off" counts
+        as "on". The same pass `generate` runs after denoising."""
+        import dataclasses
+
+        if request.inpaint_faces == "off":
+            request = dataclasses.replace(request, inpaint_faces="on")
+        request = dataclasses.replace(request, width=image.width, height=image.height, num_images=1)
+        check_request(request)
+        with self.models.lock:
+            pipe = self.load_model(request.model, request.family, single_file_config=request.single_file_config)
+            extras: list[dict[str, Any]] = [{}]
+            details: list[tuple] = [()]
+            images, warnings = self._detail_faces(
+                pipe, request, [image.convert("RGB")], [request.seed], extras, details
+            )
+        negative = request.negative_prompt if families.family(request.family).uses_negative_prompt else ""
+        return self._encode(images, [request.seed], request, tuple(warnings), negative, extras, details)[0]
 
     def _prompt_inputs(self, runner, request: GenerateRequest) -> tuple[dict[str, Any], list[str]]:
         """The prompt arguments for `runner`, and a warning when it cannot use the negative
@@ -400,12 +490,25 @@ class Engine:
             "(or use a smaller base model)."
         )
 
-    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple, negative: str) -> list:
+    def _encode(
+        self,
+        images: list,
+        seeds: list[int],
+        request: GenerateRequest,
+        warnings: tuple,
+        negative: str,
+        extras: list[dict[str, Any]] | None = None,
+        details: list[tuple] | None = None,
+    ) -> list:
+        """PNGs with the A1111 parameters; `extras` are each image's own entries (the passes
+        that ran on it), after the request's."""
         from PIL.PngImagePlugin import PngInfo
 
         extra: dict[str, Any] = {}
         if request.init_image is not None and "img2img" in families.family(request.family).pipelines:
             extra["Denoising strength"] = request.strength
+        if request.mask_image is not None:
+            extra["Inpaint"] = "mask"
         if request.controlnet is not None:
             extra["ControlNet"] = f"{Path(request.controlnet).name} {request.controlnet_conditioning_scale}"
         if request.reference_images:
@@ -413,7 +516,9 @@ class Engine:
             extra["Reference instructions"] = reference_instructions([r for r, _i in request.reference_images])
         model_name = request.model_name or request.model.rstrip("/").split("/")[-1]
         out = []
-        for image, seed in zip(images, seeds):
+        extras = extras or [{} for _seed in seeds]
+        details = details or [() for _seed in seeds]
+        for image, seed, own, faces in zip(images, seeds, extras, details):
             text = format_parameters(
                 request.parameters_prompt if request.parameters_prompt is not None else request.prompt,
                 negative,
@@ -424,13 +529,13 @@ class Engine:
                 width=image.width,
                 height=image.height,
                 model=model_name,
-                extra=extra,
+                extra={**extra, **own},
             )
             info = PngInfo()
             info.add_text("parameters", text)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
-            out.append(GeneratedImage(image, buffer.getvalue(), seed, text, warnings))
+            out.append(GeneratedImage(image, buffer.getvalue(), seed, text, warnings, faces))
         return out
 
     def _postprocess(self, images: list, request: GenerateRequest) -> tuple[list, list[str]]:
@@ -446,6 +551,184 @@ class Engine:
                 continue
             images = [plugin.apply(image, context) for image in images]
         return images, warnings
+
+    # -- second passes: hires fix and face detailing --------------------------------------------
+
+    def _hires_upscaler(self, request: GenerateRequest) -> str | None:
+        """A1111's name of the upscaler the hires fix uses: the super-resolution plug-in when
+        installed, else the latents on a UNet family (SD), else Lanczos on the image (Flux).
+        None when there is no hires fix or the family has no img2img."""
+        facts = families.family(request.family)
+        if not request.hires_fix or "img2img" not in facts.pipelines:
+            return None
+        if self.postprocessors["super_resolution"].missing(PostContext(device=self.device)) is None:
+            return "R-ESRGAN"
+        # Latents only where the mask, which needs the decoded image, is not in play.
+        return "Latent" if facts.denoiser == "unet" and request.mask_image is None else "Lanczos"
+
+    def _hires(self, pipe, request, images, seeds, prompt_inputs, ip_embeds, extras, step_end):
+        """Upscale the first pass by `hires_scale` and denoise it again at the target size
+        (img2img at `hires_strength`); `images` are latents for the "Latent" upscaler, else
+        PIL images. Returns (PIL images, warnings) and records A1111's Hires entries."""
+        import diffusers
+        import torch
+
+        facts = families.family(request.family)
+        upscaler = self._hires_upscaler(request)
+        if upscaler is None:
+            return images, [f"Hires fix was skipped: {facts.label} has no img2img pipeline in diffusers."]
+        multiple = facts.size_multiple
+        width = int(request.width * request.hires_scale) // multiple * multiple
+        height = int(request.height * request.hires_scale) // multiple * multiple
+        runner = getattr(diffusers, facts.pipelines["img2img"]).from_pipe(pipe)
+        runner.set_progress_bar_config(disable=True)
+        runner.scheduler = make_scheduler(request.scheduler, self.models.scheduler_config, request.family)
+        if upscaler == "Latent":
+            factor = pipe.vae_scale_factor
+            start = torch.nn.functional.interpolate(images, size=(height // factor, width // factor), mode="bilinear")
+        else:
+            if upscaler == "R-ESRGAN":
+                plugin = self.postprocessors["super_resolution"]
+                images = [plugin.apply(image, PostContext(device=self.device)) for image in images]
+            start = [fit_image(image, (width, height)) for image in images]
+        steps = request.hires_steps or request.num_inference_steps
+        if int(steps * request.hires_strength) < 1:
+            raise InvalidInput(
+                "hires_strength × hires_steps is less than one step; raise either.", field="hires_strength"
+            )
+        accepts = inspect.signature(type(runner).__call__).parameters
+        inputs: dict[str, Any] = {"width": width, "height": height} if "width" in accepts else {}
+        if ip_embeds:
+            inputs["ip_adapter_image_embeds"] = ip_embeds
+        with torch.inference_mode():
+            out = runner(
+                **prompt_inputs,
+                image=start,
+                strength=request.hires_strength,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance_scale,
+                num_images_per_prompt=request.num_images,
+                generator=[torch.Generator(device="cpu").manual_seed(s) for s in seeds],
+                callback_on_step_end=step_end,
+                output_type="pil",
+                **inputs,
+            ).images
+        for extra in extras:
+            extra.update(
+                {
+                    "Hires upscale": request.hires_scale,
+                    "Hires steps": steps,
+                    "Hires upscaler": upscaler,
+                    "Denoising strength": request.hires_strength,
+                }
+            )
+        return out, []
+
+    def face_analyzer(self):
+        """The studio's face backend (studio/faces.py), opened on first use."""
+        if self._analyzer is None:
+            from studio.faces import open_analyzer
+
+            self._analyzer = open_analyzer(self.face_backend, self.insightface_root)
+        return self._analyzer
+
+    def _detail_faces(self, pipe, request, images, seeds, extras, details, step_end=None):
+        """Face detailing (studio/detailer.py) on each image: returns (images, warnings) and
+        records, per image, which faces were detailed by whom (in `extras` for the PNG text,
+        in `details` as `DetailedFace`s)."""
+        import numpy as np
+
+        facts = families.family(request.family)
+        if "inpaint" not in facts.pipelines:
+            return images, [f"Face detailing was skipped: {facts.label} has no inpaint pipeline in diffusers."]
+        size = request.detail_size or facts.native_size
+        warnings: list[str] = []
+        out = []
+        for index, (image, seed) in enumerate(zip(images, seeds)):
+            faces = self.face_analyzer().detect(np.asarray(image.convert("RGB")), small_faces=True)
+            boxes, why = detailer.wanted_faces(faces, request.inpaint_faces, facts.native_size, image.size)
+            pairs, notes = detailer.assign_people(boxes, max(len(request.people), 1), request.detail_faces)
+            warnings += notes
+            done = []
+            for order, (box_index, person) in enumerate(pairs):
+                box = boxes[box_index]
+                image = self._detail_one(pipe, request, image, box, person, size, seed + 1 + order, step_end)
+                done.append(
+                    detailer.DetailedFace(tuple(round(v) for v in box), detailer.crop_box(box, image.size), person)
+                )
+            out.append(image)
+            extras[index]["Face detailing"] = self._describe_detailing(request, done, len(faces), why)
+            details[index] = tuple(done)
+        return out, warnings
+
+    def _describe_detailing(self, request, done: list, found: int, why: str | None) -> str:
+        """The PNG's "Face detailing" entry: what ran, on which faces, with whom."""
+        if not done:
+            text = f"no face detailed ({found} found{'; ' + why if why else ''})"
+            return text
+        parts = []
+        for number, face in enumerate(done, 1):
+            who = request.people[face.person].label if request.people else "the prompt's identity"
+            parts.append(f"face {number} at {face.box[0]}:{face.box[1]} by {who}")
+        text = f"{len(done)} face(s), strength {request.detail_strength:g}: " + "; ".join(parts)
+        return text + (f" ({why})" if why else "")
+
+    def _detail_one(self, pipe, request, image, box, person: int, size: int, seed: int, step_end):
+        """Re-generate one face: its crop at `size` through the family's inpaint pipeline with
+        person `person`'s identity (or the request's own), pasted back feathered."""
+        import dataclasses
+
+        import diffusers
+        import torch
+
+        facts = families.family(request.family)
+        if request.people:
+            who = request.people[person]
+            identity = dataclasses.replace(
+                request,
+                prompt=who.prompt or request.prompt,
+                loras=request.loras + who.loras,
+                faceid_embedding=who.faceid_embedding,
+                faceid_adapter=who.faceid_adapter,
+                faceid_scale=who.faceid_scale,
+            )
+        else:
+            identity = request
+        # The face pass draws the person only: no style image, pose or input image.
+        identity = dataclasses.replace(
+            identity, style_image=None, style_adapter=None, control_image=None, controlnet=None, init_image=None
+        )
+        ip_embeds = self._prepare_ip_adapters(pipe, identity)
+        faceid_lora = identity.faceid_scale if FACEID_LORA in self.models.adapter_names(pipe) else None
+        self.activate_loras(identity.loras, faceid_lora=faceid_lora)
+        runner = getattr(diffusers, facts.pipelines["inpaint"]).from_pipe(pipe)
+        runner.set_progress_bar_config(disable=True)
+        runner.scheduler = make_scheduler(request.scheduler, self.models.scheduler_config, request.family)
+        prompt_inputs, _warnings = self._prompt_inputs(runner, identity)
+        crop = detailer.crop_box(box, image.size)
+        inpaint_mask, blend = detailer.face_masks(box, crop, size)
+        from PIL import Image
+
+        source = image.crop(crop).resize((size, size), Image.Resampling.LANCZOS)
+        # At least one step runs whatever the strength (int(steps × strength) ≥ 1).
+        steps = max(request.num_inference_steps, math.ceil(1 / request.detail_strength))
+        extra: dict[str, Any] = {"ip_adapter_image_embeds": ip_embeds} if ip_embeds else {}
+        with torch.inference_mode():
+            detailed = runner(
+                **prompt_inputs,
+                image=source,
+                mask_image=inpaint_mask,
+                width=size,
+                height=size,
+                strength=request.detail_strength,
+                num_inference_steps=steps,
+                guidance_scale=request.guidance_scale,
+                generator=torch.Generator(device="cpu").manual_seed(seed % (MAX_SEED + 1)),
+                callback_on_step_end=step_end,
+                output_type="pil",
+                **extra,
+            ).images[0]
+        return detailer.paste_face(image, detailed, crop, blend)
 
     # -- IP-Adapter embeddings ---------------------------------------------------------------
 
@@ -512,7 +795,9 @@ class Engine:
 
         facts = families.family(request.family)
         variant = "text2img"
-        if request.controlnet is not None:
+        if request.mask_image is not None:
+            variant = "inpaint"
+        elif request.controlnet is not None:
             variant = "controlnet_img2img" if request.init_image is not None else "controlnet"
         elif request.init_image is not None:
             variant = "img2img" if "img2img" in facts.pipelines else "reference"
@@ -536,6 +821,8 @@ class Engine:
                 )
             else:
                 inputs["strength"] = request.strength
+        if request.mask_image is not None:
+            inputs["mask_image"] = fit_mask(request.mask_image, size)
         options: dict[str, Any] = {}
         if request.controlnet is not None:
             options["controlnet"] = self.models.controlnet(request.controlnet, request.family)
@@ -587,6 +874,22 @@ def fit_image(image, size: tuple[int, int]):
     from PIL import Image, ImageOps
 
     return ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
+
+
+def fit_mask(mask, size: tuple[int, int]):
+    """An inpaint mask (mode L, 1 or RGB; white = repaint) as mode L, fitted to `size` the way
+    `fit_image` fits its input image, so that the two stay aligned."""
+    from PIL import Image, ImageOps
+
+    return ImageOps.fit(mask.convert("L"), size, method=Image.Resampling.BILINEAR)
+
+
+def keep_unmasked(image, init_image, mask):
+    """`image` where the mask is white and the input image elsewhere: the pipeline's VAE round
+    trip leaves pixels outside the mask only nearly equal, so they are taken back as given."""
+    from PIL import Image
+
+    return Image.composite(image, fit_image(init_image, image.size), fit_mask(mask, image.size))
 
 
 def looks_like_control_map(image) -> bool:
