@@ -657,7 +657,8 @@ class Engine:
                     detailer.DetailedFace(tuple(round(v) for v in box), detailer.crop_box(box, image.size), person)
                 )
             out.append(image)
-            extras[index]["Face detailing"] = self._describe_detailing(request, done, len(faces), why)
+            if done or request.inpaint_faces == "on":  # "auto" that found nothing to do did not run
+                extras[index]["Face detailing"] = self._describe_detailing(request, done, len(faces), why)
             details[index] = tuple(done)
         return out, warnings
 
