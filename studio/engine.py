@@ -650,9 +650,13 @@ class Engine:
             pairs, notes = detailer.assign_people(boxes, max(len(request.people), 1), request.detail_faces)
             warnings += notes
             done = []
-            for order, (box_index, person) in enumerate(pairs):
+            # Each face's seed follows its position from the left, so a face re-detailed alone
+            # (inpaint_faces_which) comes out as it did among the others.
+            position = {box: place for place, box in enumerate(detailer.left_to_right(boxes))}
+            for box_index, person in pairs:
                 box = boxes[box_index]
-                image = self._detail_one(pipe, request, image, box, person, size, seed + 1 + order, step_end)
+                face_seed = seed + 1 + position[box_index]
+                image = self._detail_one(pipe, request, image, box, person, size, face_seed, step_end)
                 done.append(
                     detailer.DetailedFace(tuple(round(v) for v in box), detailer.crop_box(box, image.size), person)
                 )
