@@ -170,3 +170,19 @@ def wanted_faces(
     if len(small) < len(boxes):
         return small, f"{len(boxes) - len(small)} large face(s) left as generated (face detailing was automatic)"
     return small, None
+
+
+#: The A1111 parameters entries that say a second pass ran, in the order they run.
+PASS_ENTRIES = ("Inpaint", "Hires upscale", "Hires upscaler", "Hires steps", "Face detailing")
+
+
+def passes_ran(parameters: str) -> list[str]:
+    """ "Name: value" lines for the second passes an image's A1111 parameters text records
+    (inpainting, hires fix, face detailing), for the image details; [] when none ran."""
+    from studio.prompts import PromptError, parse_parameters
+
+    try:
+        extra = parse_parameters(parameters).get("extra") or {}
+    except PromptError:
+        return []
+    return [f"{name}: {extra[name]}" for name in PASS_ENTRIES if name in extra]
