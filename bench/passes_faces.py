@@ -109,7 +109,9 @@ def main() -> None:
     bare.set_progress_bar_config(disable=True)
     bare.scheduler = make_scheduler("euler", engine.models.scheduler_config, "sd15")
     engine.models.use_ip_adapters(())
-    crop = astronaut.crop((64 * size // 256, 14 * size // 256, 154 * size // 256, 104 * size // 256)).resize((size, size))
+    crop = astronaut.crop((64 * size // 256, 14 * size // 256, 154 * size // 256, 104 * size // 256)).resize(
+        (size, size)
+    )
     face_mask = Image.new("L", (size, size), 0)
     face_mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
 
@@ -137,7 +139,9 @@ def main() -> None:
     for name, seconds in times.items():
         print(f"  {name:40s} {seconds:7.3f} s   x{seconds / plain:5.2f} of a plain generation")
     detail = times["face detailing, 1 face (pass alone)"]
-    print(f"  face pass / bare inpaint call: {detail / times['bare diffusers inpaint, 1 crop']:.2f} (detection, crop, paste)")
+    print(
+        f"  face pass / bare inpaint call: {detail / times['bare diffusers inpaint, 1 crop']:.2f} (detection, crop, paste)"
+    )
 
 
 if __name__ == "__main__":
