@@ -108,7 +108,7 @@ def main() -> None:
     bare = StableDiffusionInpaintPipeline.from_pipe(pipe)
     bare.set_progress_bar_config(disable=True)
     bare.scheduler = make_scheduler("euler", engine.models.scheduler_config, "sd15")
-    engine.models.use_ip_adapters(())
+    embeds = engine._prepare_ip_adapters(pipe, base)  # the FaceID the face pass uses too
     crop = astronaut.crop((64 * size // 256, 14 * size // 256, 154 * size // 256, 104 * size // 256)).resize(
         (size, size)
     )
@@ -126,6 +126,7 @@ def main() -> None:
                 strength=0.4,
                 num_inference_steps=args.steps,
                 generator=torch.Generator().manual_seed(4),
+                ip_adapter_image_embeds=embeds,
             )
 
     runs["bare diffusers inpaint, 1 crop"] = bare_inpaint

@@ -108,6 +108,19 @@ def test_the_crop_is_a_square_inside_the_image_and_the_blend_mask_fades_to_nothi
     assert blend[32, 32] == 255 and np.asarray(inpaint)[32, 32] == 255
 
 
+def test_face_detailing_left_unset_is_on_for_people_auto_for_a_subject_and_off_otherwise():
+    from studio.families import FAMILIES
+    from studio.services.resolution import face_detail_mode
+
+    sd, klein = FAMILIES["sd15"], FAMILIES["flux2"]
+    two = (Person("a"), Person("b"))
+    assert face_detail_mode(None, sd, two, True) == "on"
+    assert face_detail_mode(None, sd, (), True) == "auto"
+    assert face_detail_mode(None, sd, (), False) == "off"
+    assert face_detail_mode(None, klein, (), True) == "off"  # no inpaint pipeline
+    assert face_detail_mode(True, sd, (), False) == "on" and face_detail_mode(False, sd, two, True) == "off"
+
+
 # -- the face pass ---------------------------------------------------------------------------
 
 
@@ -219,3 +232,26 @@ def test_hires_fix_makes_the_larger_image_from_the_first_pass(engine, demo_model
     assert extra["Denoising strength"] == "0.5" and (params["width"], params["height"]) == (SIZE * 2, SIZE * 2)
     stronger = engine.generate(dataclasses.replace(hires, hires_strength=1.0, num_images=1))
     assert np.abs(array(stronger[0].image) - array(first.image)).mean() > 1
+
+
+@pytest.mark.slow
+def test_the_passes_run_on_flux1_through_its_own_pipelines(engine, flux_demo_dirs):
+    """FLUX.1's inpaint and img2img pipelines: the face pass keeps everything outside the crop,
+    the hires fix upscales the image (Lanczos: Flux latents are packed), the mask keeps the rest."""
+    flux = request(flux_demo_dirs["flux1"], family="flux1", guidance_scale=3.5)
+    source = astronaut()
+    result = engine.detail_faces(flux, source)
+    [done] = result.detailed_faces
+    change = np.abs(array(result.image) - array(source)).max(axis=2)
+    assert change[~inside([done.crop], change.shape)].max() == 0
+    x0, y0, x1, y1 = done.box
+    assert change[y0:y1, x0:x1].mean() > 5
+    [hires] = engine.generate(dataclasses.replace(flux, hires_fix=True, hires_steps=4))
+    assert hires.image.size == (SIZE * 2, SIZE * 2)
+    assert parse_parameters(hires.parameters)["extra"]["Hires upscaler"] == "Lanczos"
+    mask = Image.new("L", source.size, 0)
+    mask.paste(255, (0, 0, 64, 64))
+    masked = dataclasses.replace(flux, width=256, height=256, init_image=source, mask_image=mask, strength=0.9)
+    [inpainted] = engine.generate(masked)
+    change = np.abs(array(inpainted.image) - array(source)).max(axis=2)
+    assert change[:64, :64].mean() > 5 and change[64:, :].max() == 0 and change[:, 64:].max() == 0
