@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import families, look, prompt_weights
+from studio import detailer, engine_passes, families, look, prompt_weights
 from studio.engine_models import FACEID_LORA, FAMILIES, ModelCache, pick_device
+from studio.engine_passes import fit_image
 from studio.errors import Canceled, InvalidInput, OutOfMemory, Unavailable
 from studio.postprocess import LABELS, PostContext, open_postprocessors
 from studio.prompts import MAX_SEED, SCHEDULERS, format_parameters, reference_instructions
@@ -46,6 +47,7 @@ from studio.prompts import MAX_SEED, SCHEDULERS, format_parameters, reference_in
 log = logging.getLogger(__name__)
 
 CONTROL_MODES = ("auto", "image", "canny", "openpose")
+FACE_DETAIL_MODES = ("off", "auto", "on")
 MAX_IMAGES, MAX_STEPS, MIN_SIDE, MAX_SIDE = 8, 150, 16, 4096
 
 StepCallback = Callable[[int, int], None]
@@ -78,6 +80,15 @@ class GenerateRequest:
     as the person wrote it (tokens included) for the PNG's parameters; default `prompt`.
     `distillation_lora` names the LCM/TCD distillation LoRA among `loras` (a hub id, for the
     PNG); LCM or TCD without one on an SD model runs the scheduler alone and says so.
+    Inpainting: `mask_image` (PIL, white = repaint) with `init_image`; outside the mask the
+    output keeps the input's pixels. Hires fix (`hires_fix`): the image is made at width×height,
+    upscaled by `hires_scale` (the super-resolution plug-in when installed, else the latents on
+    SD families, else Lanczos) and denoised again by img2img at `hires_strength` for
+    `hires_steps` (None: num_inference_steps). Face detailing (`inpaint_faces`: "off", "auto"
+    for small faces only, "on"; see studio/detailer.py) re-generates the faces at
+    `detail_strength`, the faces picked by `detail_faces` (0-based, left to right; empty: all),
+    at `detail_size` (None: the family's native size), each with its person of `people` (left to
+    right), or with the request's own LoRAs and FaceID when `people` is empty.
     `single_file_config` is, for a single-file checkpoint, the diffusers folder or hub id whose
     component configs it uses; None lets diffusers pick the family's reference model, whose
     configs must then be in the hub cache or downloadable.
@@ -109,6 +120,16 @@ class GenerateRequest:
     init_image: Any = field(default=None, repr=False)
     strength: float = 0.8
     reference_images: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    mask_image: Any = field(default=None, repr=False)
+    hires_fix: bool = False
+    hires_scale: float = 2.0
+    hires_strength: float = 0.5
+    hires_steps: int | None = None
+    inpaint_faces: str = "off"
+    detail_strength: float = detailer.DEFAULT_STRENGTH
+    detail_faces: tuple[int, ...] = ()
+    detail_size: int | None = None
+    people: tuple[detailer.Person, ...] = ()
     super_resolution: bool = False
     face_correct: bool = False
     face_swap: bool = False
@@ -127,13 +148,15 @@ class GenerateRequest:
 class GeneratedImage:
     """One output: the RGB PIL `image`, its `png` bytes carrying A1111 `parameters` text (also
     in `parameters`), the `seed` that reproduces it, and `warnings` (post-processing skipped,
-    pose detector missing…), the same for every image of a request."""
+    pose detector missing…), the same for every image of a request, and `detailed_faces`, what
+    the face detailer did on this image."""
 
     image: Any
     png: bytes
     seed: int
     parameters: str
     warnings: tuple[str, ...] = ()
+    detailed_faces: tuple[detailer.DetailedFace, ...] = ()
 
 
 def check_request(request: GenerateRequest) -> None:
@@ -198,6 +221,28 @@ def check_request(request: GenerateRequest) -> None:
             fail("reference_images", f"{len(request.reference_images)} reference images; {facts.label} takes {limit}.")
         if request.init_image is not None:
             fail("init_image", "with reference images, pass the input image as one of them instead.")
+    if request.mask_image is not None:
+        if request.init_image is None:
+            fail("mask_image", "a mask needs the input image it masks (input_image).")
+        if "inpaint" not in facts.pipelines:
+            fail("mask_image", f"{facts.label} has no inpaint pipeline in diffusers; leave the mask out.")
+        if request.controlnet is not None:
+            fail("mask_image", "a mask and a ControlNet cannot be combined; use one of them.")
+    if request.hires_fix:
+        if not 1 < request.hires_scale <= 4:
+            fail("hires_scale", f"{request.hires_scale} is out of range; use more than 1, up to 4.")
+        if max(request.width, request.height) * request.hires_scale > MAX_SIDE:
+            fail("hires_scale", f"the upscaled image would be larger than {MAX_SIDE} px; lower w, h or the scale.")
+        if not 0 < request.hires_strength <= 1:
+            fail("hires_strength", f"{request.hires_strength} is out of range; use more than 0, up to 1.")
+        if request.hires_steps is not None and not 1 <= request.hires_steps <= MAX_STEPS:
+            fail("hires_steps", f"{request.hires_steps} is out of range; use 1 to {MAX_STEPS}.")
+    if request.inpaint_faces not in FACE_DETAIL_MODES:
+        fail("inpaint_faces", f"'{request.inpaint_faces}' is not one of {', '.join(FACE_DETAIL_MODES)}.")
+    if not 0 < request.detail_strength <= 1:
+        fail("detail_strength", f"{request.detail_strength} is out of range; use more than 0, up to 1.")
+    if request.detail_size is not None and request.detail_size % facts.size_multiple:
+        fail("detail_size", f"{request.detail_size} must be a multiple of {facts.size_multiple}.")
     if request.init_image is not None:
         if not 0 < request.strength <= 1:
             fail("strength", f"{request.strength} is out of range; use more than 0, up to 1.")
@@ -250,6 +295,7 @@ class Engine:
         max_loras: int = 16,
         cpu_offload: bool = False,
         quantize: str | None = None,
+        face_backend: str = "auto",
     ):
         """Choose the device and dtype once. Nothing is loaded until the first request.
         `postprocess_dir` holds the post-processing plug-ins' weights (see postprocess.py);
@@ -257,7 +303,8 @@ class Engine:
         `cpu_offload` moves each component to the GPU only while it runs (CUDA only; elsewhere
         it stays off and `memory_options` says why), `quantize` ("nf4" or "int8") loads the
         denoiser quantized (needs CUDA and bitsandbytes, else Unavailable; another value is
-        InvalidInput naming `quantize`)."""
+        InvalidInput naming `quantize`). `face_backend` (studio/faces.py's choice) finds the
+        faces the face detailer re-generates."""
         self.device, self.dtype = pick_device(device)
         self.models = ModelCache(
             self.device, self.dtype, max_loras=max_loras, cpu_offload=cpu_offload, quantize=quantize
@@ -265,6 +312,9 @@ class Engine:
         self.postprocess_dir = Path(postprocess_dir) if postprocess_dir is not None else None
         self.postprocessors = open_postprocessors(postprocess_dir, insightface_root=insightface_root)
         self._openpose = None
+        self.face_backend = face_backend
+        self.insightface_root = insightface_root
+        self._analyzer = None
 
     # The model cache's verbs, kept on the engine for its callers (the studio, tests, bench).
 
@@ -361,6 +411,8 @@ class Engine:
                         current._interrupt = True
                     return tensors
 
+                # Hires fix on SD keeps the first pass in latent space, A1111's "Latent" upscaler.
+                latent_hires = engine_passes.hires_upscaler(self, request) == "Latent"
                 with torch.inference_mode():
                     images = runner(
                         **prompt_inputs,
@@ -369,9 +421,28 @@ class Engine:
                         num_images_per_prompt=request.num_images,
                         generator=generators,
                         callback_on_step_end=step_end,
-                        output_type="pil",
+                        output_type="latent" if latent_hires else "pil",
                         **inputs,
                     ).images
+                if stopped:
+                    raise Canceled(f"Canceled after step {stopped[0]}.")
+                if request.mask_image is not None:
+                    images = [
+                        engine_passes.keep_unmasked(image, request.init_image, request.mask_image) for image in images
+                    ]
+                # 6b. Hires fix and face detailing, each a second denoising pass.
+                extras: list[dict[str, Any]] = [{} for _seed in seeds]
+                details: list[tuple] = [() for _seed in seeds]
+                if request.hires_fix:
+                    images, hires_warnings = engine_passes.hires(
+                        self, pipe, request, images, seeds, prompt_inputs, ip_embeds, extras, step_end
+                    )
+                    warnings += hires_warnings
+                if request.inpaint_faces != "off":
+                    images, detail_warnings = engine_passes.detail_faces(
+                        self, pipe, request, images, seeds, extras, details, step_end
+                    )
+                    warnings += detail_warnings
                 if stopped:
                     raise Canceled(f"Canceled after step {stopped[0]}.")
                 # 7. Post-processing (an unavailable plug-in becomes a warning).
@@ -385,7 +456,29 @@ class Engine:
                 self._out_of_memory(request)
         # 8. PNGs carrying their A1111 parameters (the negative prompt only where it was used).
         negative = request.negative_prompt if {"negative_prompt", "negative_prompt_embeds"} & set(prompt_inputs) else ""
-        return self._encode(images, seeds, request, tuple(warnings + post_warnings), negative)
+        return self._encode(
+            images, seeds, request, tuple(dict.fromkeys(warnings + post_warnings)), negative, extras, details
+        )
+
+    def detail_faces(self, request: GenerateRequest, image) -> GeneratedImage:
+        """The face detailing pass alone on `image` (a PIL image, say an earlier result), with
+        the request's identity or people, strength and face choice; `inpaint_faces` "off" counts
+        as "on". The same pass `generate` runs after denoising."""
+        import dataclasses
+
+        if request.inpaint_faces == "off":
+            request = dataclasses.replace(request, inpaint_faces="on")
+        request = dataclasses.replace(request, width=image.width, height=image.height, num_images=1)
+        check_request(request)
+        with self.models.lock:
+            pipe = self.load_model(request.model, request.family, single_file_config=request.single_file_config)
+            extras: list[dict[str, Any]] = [{}]
+            details: list[tuple] = [()]
+            images, warnings = engine_passes.detail_faces(
+                self, pipe, request, [image.convert("RGB")], [request.seed], extras, details
+            )
+        negative = request.negative_prompt if families.family(request.family).uses_negative_prompt else ""
+        return self._encode(images, [request.seed], request, tuple(warnings), negative, extras, details)[0]
 
     def _prompt_inputs(self, runner, request: GenerateRequest) -> tuple[dict[str, Any], list[str]]:
         """The prompt arguments for `runner`, and a warning when it cannot use the negative
@@ -419,12 +512,25 @@ class Engine:
             "(or use a smaller base model)."
         )
 
-    def _encode(self, images: list, seeds: list[int], request: GenerateRequest, warnings: tuple, negative: str) -> list:
+    def _encode(
+        self,
+        images: list,
+        seeds: list[int],
+        request: GenerateRequest,
+        warnings: tuple,
+        negative: str,
+        extras: list[dict[str, Any]] | None = None,
+        details: list[tuple] | None = None,
+    ) -> list:
+        """PNGs with the A1111 parameters; `extras` are each image's own entries (the passes
+        that ran on it), after the request's."""
         from PIL.PngImagePlugin import PngInfo
 
         extra: dict[str, Any] = {}
         if request.init_image is not None and "img2img" in families.family(request.family).pipelines:
             extra["Denoising strength"] = request.strength
+        if request.mask_image is not None:
+            extra["Inpaint"] = "mask"
         if request.controlnet is not None:
             extra["ControlNet"] = f"{Path(request.controlnet).name} {request.controlnet_conditioning_scale}"
         if request.distillation_lora:
@@ -435,7 +541,9 @@ class Engine:
         extra.update(look.parameters(request.color_grading, request.film_grain))
         model_name = request.model_name or request.model.rstrip("/").split("/")[-1]
         out = []
-        for image, seed in zip(images, seeds):
+        extras = extras or [{} for _seed in seeds]
+        details = details or [() for _seed in seeds]
+        for image, seed, own, faces in zip(images, seeds, extras, details):
             text = format_parameters(
                 request.parameters_prompt if request.parameters_prompt is not None else request.prompt,
                 negative,
@@ -446,13 +554,13 @@ class Engine:
                 width=image.width,
                 height=image.height,
                 model=model_name,
-                extra=extra,
+                extra={**extra, **own},
             )
             info = PngInfo()
             info.add_text("parameters", text)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
-            out.append(GeneratedImage(image, buffer.getvalue(), seed, text, warnings))
+            out.append(GeneratedImage(image, buffer.getvalue(), seed, text, warnings, faces))
         return out
 
     def _postprocess(self, images: list, request: GenerateRequest) -> tuple[list, list[str]]:
@@ -468,6 +576,18 @@ class Engine:
                 continue
             images = [plugin.apply(image, context) for image in images]
         return images, warnings
+
+    def new_scheduler(self, request: GenerateRequest):
+        """A fresh scheduler of the request's name, for a second pass's pipeline."""
+        return make_scheduler(request.scheduler, self.models.scheduler_config, request.family)
+
+    def face_analyzer(self):
+        """The studio's face backend (studio/faces.py), opened on first use."""
+        if self._analyzer is None:
+            from studio.faces import open_analyzer
+
+            self._analyzer = open_analyzer(self.face_backend, self.insightface_root)
+        return self._analyzer
 
     # -- IP-Adapter embeddings ---------------------------------------------------------------
 
@@ -534,7 +654,9 @@ class Engine:
 
         facts = families.family(request.family)
         variant = "text2img"
-        if request.controlnet is not None:
+        if request.mask_image is not None:
+            variant = "inpaint"
+        elif request.controlnet is not None:
             variant = "controlnet_img2img" if request.init_image is not None else "controlnet"
         elif request.init_image is not None:
             variant = "img2img" if "img2img" in facts.pipelines else "reference"
@@ -558,6 +680,8 @@ class Engine:
                 )
             else:
                 inputs["strength"] = request.strength
+        if request.mask_image is not None:
+            inputs["mask_image"] = engine_passes.fit_mask(request.mask_image, size)
         options: dict[str, Any] = {}
         if request.controlnet is not None:
             options["controlnet"] = self.models.controlnet(request.controlnet, request.family)
@@ -602,13 +726,6 @@ class Engine:
 
                 self._openpose = OpenposeDetector.from_pretrained(str(weights))
         return self._openpose or None
-
-
-def fit_image(image, size: tuple[int, int]):
-    """`image` as RGB, centre-cropped to the aspect of `size` and resized to it (Lanczos)."""
-    from PIL import Image, ImageOps
-
-    return ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
 
 
 def looks_like_control_map(image) -> bool:

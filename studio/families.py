@@ -24,7 +24,8 @@ GUIDANCE_KINDS = ("cfg", "distilled", "none")
 @dataclass(frozen=True)
 class Family:
     """One model family's facts. `pipelines` maps a variant ("text2img", "img2img",
-    "controlnet", "controlnet_img2img", "reference") to a diffusers class name; a variant
+    "controlnet", "controlnet_img2img", "reference", "inpaint": masked img2img, which the
+    face detailer and `mask_image` use) to a diffusers class name; a variant
     missing here is not available for the family. `params_b` is the real model's size in
     billions of parameters per component, for memory estimates."""
 
@@ -74,6 +75,7 @@ FAMILIES: dict[str, Family] = {
             "img2img": "StableDiffusionImg2ImgPipeline",
             "controlnet": "StableDiffusionControlNetPipeline",
             "controlnet_img2img": "StableDiffusionControlNetImg2ImgPipeline",
+            "inpaint": "StableDiffusionInpaintPipeline",
         },
         native_size=512,
         schedulers=_SD_SCHEDULERS,
@@ -99,6 +101,7 @@ FAMILIES: dict[str, Family] = {
             "img2img": "StableDiffusionXLImg2ImgPipeline",
             "controlnet": "StableDiffusionXLControlNetPipeline",
             "controlnet_img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+            "inpaint": "StableDiffusionXLInpaintPipeline",
         },
         native_size=1024,
         schedulers=_SD_SCHEDULERS,
@@ -124,6 +127,7 @@ FAMILIES: dict[str, Family] = {
             "img2img": "FluxImg2ImgPipeline",
             "controlnet": "FluxControlNetPipeline",
             "controlnet_img2img": "FluxControlNetImg2ImgPipeline",
+            "inpaint": "FluxInpaintPipeline",
         },
         native_size=1024,
         schedulers=_FLOW_SCHEDULERS,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 #: Read by the API layer (studio/api/forms.py) and turned into PromptRequest fields.
-API_FIELDS = ("input_image", "input_image_url", "input_image_base64")
+API_FIELDS = ("input_image", "input_image_url", "input_image_base64", "mask_image_url")
 
 _VIDEO = "this studio makes still images only (it has no video model), so the image was made from text alone"
 
@@ -57,21 +57,13 @@ IGNORED: dict[str, str] = {
     },
 }
 
-#: Engine passes of issue 17 built on another branch (face detailing, hires fix, mask
-#: inpainting): accepted and answered with a warning until they land, then they become
-#: PromptRequest fields and leave this set.
-PENDING_ENGINE_FIELDS: dict[str, str] = {
-    name: "this studio does not run that pass yet"
-    for name in ("inpaint_faces", "hires_fix", "mask_image", "mask_image_url")
-}
-
 
 def ignored_warnings(data: Mapping[str, Any]) -> list[str]:
     """A warning for each field of `data` the studio accepts but does not use, saying why.
     A false or empty value asks for nothing, so it gets none."""
     out = []
     for name, value in data.items():
-        reason = IGNORED.get(name) or PENDING_ENGINE_FIELDS.get(name)
+        reason = IGNORED.get(name)
         if reason and value not in (None, "", False, "false", "0", [], {}):
             out.append(f"{name} was ignored: {reason}.")
     return out

@@ -248,7 +248,13 @@ class PromptRequest:
     it is the control image, otherwise the img2img start image; `controlnet_txt2img` makes it a
     control image only. `denoising_strength` is img2img's strength (1.0 keeps nothing of the
     image). `references` are role-tagged reference images, (role, bytes) pairs with a role of
-    REFERENCE_ROLES, for base models that take reference images (FLUX.2 [klein])."""
+    REFERENCE_ROLES, for base models that take reference images (FLUX.2 [klein]).
+
+    Second passes (studio/detailer.py, the engine): `mask_image` (bytes, white = repaint) makes
+    the input image an inpainting; `inpaint_faces` details the faces (None: automatic, see
+    `face_detail_mode`) at `inpaint_faces_strength`, the faces `inpaint_faces_which` lists ("1,3":
+    positions left to right; None: all); `hires_fix` upscales by `hires_scale` and denoises again
+    at `hires_denoising_strength` for `hires_steps` (None: steps)."""
 
     text: str
     negative_prompt: str = ""
@@ -278,6 +284,14 @@ class PromptRequest:
     theme: str | None = None
     color_grading: str | None = None
     film_grain: bool = False
+    mask_image: bytes | None = field(default=None, repr=False)
+    inpaint_faces: bool | None = None
+    inpaint_faces_strength: float = 0.4
+    inpaint_faces_which: str | None = None
+    hires_fix: bool = False
+    hires_scale: float = 2.0
+    hires_denoising_strength: float = 0.5
+    hires_steps: int | None = None
     # Said back on the prompt: fields accepted but not used and why (studio/prompt_fields.py),
     # or what the studio noticed making it (a pack placeholder left empty). Stored at creation,
     # first among the prompt's warnings when it finishes.
@@ -342,6 +356,16 @@ class PromptRequest:
             check_img2img_steps(self.steps, self.denoising_strength)
         for role, _data in self.references:
             check_reference_role(role)
+        if self.mask_image is not None and self.input_image is None:
+            raise PromptError("mask_image needs the input_image it masks.", field="mask_image")
+        if self.mask_image is not None and self.controlnet:
+            raise PromptError("mask_image and controlnet cannot be combined: use one.", field="mask_image")
+        _check_range("inpaint_faces_strength", self.inpaint_faces_strength, 0.01, 1.0)
+        face_positions(self.inpaint_faces_which)
+        _check_range("hires_scale", self.hires_scale, 1.05, 4.0)
+        _check_range("hires_denoising_strength", self.hires_denoising_strength, 0.01, 1.0)
+        if self.hires_steps is not None:
+            _check_range("hires_steps", self.hires_steps, 1, MAX_STEPS)
         if self.negative_prompt and _TOKEN_START.search(self.negative_prompt):
             raise PromptError("Tokens like <lora:…> belong in text, not in negative_prompt.", field="negative_prompt")
         for name in ("aspect_ratio", "ar"):
@@ -369,7 +393,7 @@ class PromptRequest:
 
     def params(self) -> dict[str, Any]:
         """The fields worth storing with the prompt (JSON-safe; the image is stored apart)."""
-        skip = {"text", "negative_prompt", "input_image", "callback", "references", "warnings"}
+        skip = {"text", "negative_prompt", "input_image", "callback", "references", "warnings", "mask_image"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -386,6 +410,23 @@ _ROLE_PHRASES = {
     "pose": "in the pose from {images}",
     "style": "in the style of {images}",
 }
+
+
+def face_positions(text: str | None) -> tuple[int, ...]:
+    """`inpaint_faces_which` ("1, 3": face positions counted from the left, 1-based) as 0-based
+    indices; () for None or empty (all faces). A PromptError naming the field otherwise."""
+    if not text or not text.strip():
+        return ()
+    try:
+        positions = tuple(int(part) - 1 for part in text.replace(" ", "").split(","))
+    except ValueError:
+        positions = (-1,)
+    if any(p < 0 for p in positions):
+        raise PromptError(
+            f"inpaint_faces_which={text!r}: list face positions counted from the left, e.g. '1' or '1,3'.",
+            field="inpaint_faces_which",
+        )
+    return positions
 
 
 def check_reference_role(role: str) -> str:
@@ -419,9 +460,20 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false":
 
 
 def _convert(key: str, value: Any) -> Any:
-    ints = {"num_images", "seed", "steps", "w", "h", "base_pack_id"}
-    floats = {"cfg_scale", "denoising_strength", "controlnet_conditioning_scale", "lora_scale"}
-    bools = {"controlnet_txt2img", "super_resolution", "face_correct", "face_swap", "use_lpw", "film_grain"}
+    ints = {"num_images", "seed", "steps", "w", "h", "base_pack_id", "hires_steps"}
+    floats = {
+        "cfg_scale",
+        "denoising_strength",
+        "controlnet_conditioning_scale",
+        "lora_scale",
+        "inpaint_faces_strength",
+        "hires_scale",
+        "hires_denoising_strength",
+    }
+    bools = {
+        *("controlnet_txt2img", "super_resolution", "face_correct", "face_swap", "use_lpw", "film_grain"),
+        *("inpaint_faces", "hires_fix"),
+    }
     try:
         if key in ints:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -434,7 +486,7 @@ def _convert(key: str, value: Any) -> Any:
             return number
         if key in bools:
             return value if isinstance(value, bool) else _BOOLS[str(value).strip().lower()]
-        if key == "input_image":
+        if key in ("input_image", "mask_image"):
             if not isinstance(value, (bytes, bytearray)):
                 raise ValueError
             return bytes(value)

@@ -47,7 +47,12 @@ class Runtime:
                 from studio.engine import Engine
 
                 postprocess = self.settings.home.resolve() / "models" / "postprocess"
-                self._engine = Engine(self.settings.device, postprocess_dir=postprocess, **self.memory_settings())
+                self._engine = Engine(
+                    self.settings.device,
+                    postprocess_dir=postprocess,
+                    face_backend=self.settings.face_backend,
+                    **self.memory_settings(),
+                )
             return self._engine
 
     def memory_settings(self) -> dict[str, Any]:

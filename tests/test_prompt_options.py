@@ -64,12 +64,12 @@ def test_every_reference_field_is_honoured_or_answered_with_a_warning():
     request_fields = set(PromptRequest.__dataclass_fields__) - {"warnings"}
     for name in names:
         honoured = name in request_fields or name in prompt_fields.API_FIELDS
-        ignored = name in prompt_fields.IGNORED or name in prompt_fields.PENDING_ENGINE_FIELDS
+        ignored = name in prompt_fields.IGNORED
         assert honoured != ignored, f"{name}: honoured={honoured}, ignored={ignored}"
     # Each ignored one says why, on the request.
     request = PromptRequest.from_dict({"text": "a man", **{n: "1" for n in names if n not in request_fields}})
     for name in names:
-        if name in prompt_fields.IGNORED or name in prompt_fields.PENDING_ENGINE_FIELDS:
+        if name in prompt_fields.IGNORED:
             assert any(w.startswith(f"{name} was ignored: ") for w in request.warnings), name
     assert PromptRequest.from_dict({"text": "a man", "community": False}).warnings == ()
 
@@ -90,9 +90,11 @@ def test_a_prompt_with_every_reference_field_is_made_and_keeps_its_warnings(gen)
         "use_lpw": True,
     }
     prompt = run(gen, fields)
-    for name in ("workspace_id", "style", "prompt_expansion", "video_model", "video_prompt", "inpaint_faces"):
+    for name in ("workspace_id", "style", "prompt_expansion", "video_model", "video_prompt"):
         assert any(w.startswith(f"{name} was ignored") for w in prompt["warnings"]), name
+    assert not any(w.startswith("inpaint_faces") for w in prompt["warnings"])  # honoured
     assert prompt["params"]["theme"] == "winter" and prompt["params"]["color_grading"] == "Film Portra"
+    assert prompt["params"]["inpaint_faces"] is True
 
 
 # -- sizes --------------------------------------------------------------------------------

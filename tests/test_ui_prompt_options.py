@@ -40,6 +40,6 @@ def test_an_aspect_ratio_and_a_film_look_reach_the_image_and_its_details(live_ur
     assert np.asarray(image).std() > 1
     page.locator("#gen-gallery .thumbnail-item").first.click()
     details = page.locator("#gen-details")
-    details.get_by_text("Passes: Color grading Film Velvia · Film grain 6").wait_for()
+    details.get_by_text("Passes: Color grading: Film Velvia · Film grain: 6").wait_for()
     assert "aspect 2:3" in details.inner_text()
     screenshot(page, "generate-prompt-options")

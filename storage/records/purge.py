@@ -61,11 +61,12 @@ class Purges(Tunes, Photos, Prompts, Checkpoints):
             self.db.execute("DELETE FROM prompts WHERE id = ?", [prompt_id])
             free = self.unreferenced(paths)
             # Input images are named only inside other prompts' params (JSON), not in a column.
-            source = (prompt["params"] or {}).get("input_image_path")
-            if source and not self._scalar(
-                "SELECT EXISTS (SELECT 1 FROM prompts WHERE params LIKE ?)", [f"%{source}%"]
-            ):
-                free += self.unreferenced([source])
+            for name in ("input_image_path", "mask_image_path"):
+                source = (prompt["params"] or {}).get(name)
+                if source and not self._scalar(
+                    "SELECT EXISTS (SELECT 1 FROM prompts WHERE params LIKE ?)", [f"%{source}%"]
+                ):
+                    free += self.unreferenced([source])
             return free
 
     def discard_photos(self, photo_ids: list[int]) -> list[str]:

@@ -200,14 +200,17 @@ def create_prompt(
     principal: Principal = LOCAL_ADMIN,
     reference_files: Sequence[bytes] = (),
     other_files: Mapping[str, bytes] | None = None,
+    mask_image: bytes | None = None,
 ) -> dict[str, Any]:
     """Astria's `POST /tunes/:id/prompts`. The input image is the uploaded `input_image` file,
     else fetched from `input_image_url` (like `image_urls`), else decoded from
     `input_image_base64` (a data URL). Role-tagged references (`references`, see
-    `references`) pair `reference_files` with the entries that give no `url`, in order.
-    `other_files` are the other uploads by field name (mask_image, video_first_frame…): the
-    request answers those it does not use with a warning (studio/prompt_fields.py)."""
+    `references`) pair `reference_files` with the entries that give no `url`, in order. An
+    inpainting mask comes the same three ways: `mask_image`, `mask_image_url`, `mask_image_base64`.
+    `other_files` are the other uploads by field name (video_first_frame…): the request answers
+    those it does not use with a warning (studio/prompt_fields.py)."""
     extra = ("input_image", "input_image_url", "input_image_base64", "references")
+    extra += ("mask_image", "mask_image_url", "mask_image_base64")
     values = {**(other_files or {}), **{key: value for key, value in fields.items() if key not in extra}}
     url, data_url = text(fields.get("input_image_url")), text(fields.get("input_image_base64"))
     if input_image is None and url:
@@ -216,6 +219,13 @@ def create_prompt(
         input_image = packs.decode_data_url(data_url, "input_image_base64")
     if input_image is not None:
         values["input_image"] = input_image
+    url, data_url = text(fields.get("mask_image_url")), text(fields.get("mask_image_base64"))
+    if mask_image is None and url:
+        [(_, mask_image)] = studio.fetch_photos([url], field="mask_image_url")
+    elif mask_image is None and data_url:
+        mask_image = packs.decode_data_url(data_url, "mask_image_base64")
+    if mask_image is not None:
+        values["mask_image"] = mask_image
     if fields.get("references") or reference_files:
         values["references"] = references(studio, fields.get("references"), reference_files)
     return studio.create_prompt(tune_id, values, base_url=base_url, principal=principal)

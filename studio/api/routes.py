@@ -190,24 +190,25 @@ def build_router() -> APIRouter:
         tags=["prompts"],
         status_code=201,
         responses={201: {"model": Prompt}, **_errors(404, 409, 413, 429)},
-        openapi_extra={"requestBody": _request_body(PromptBody, "prompt", {"input_image": False})},
+        openapi_extra={"requestBody": _request_body(PromptBody, "prompt", {"input_image": False, "mask_image": False})},
     )
     async def create_prompt(request: Request, tune_id: Id, user: Caller, acting: Acting) -> JSONResponse:
         """Generate images on a tune (or on a gallery base tune, with <lora:…> / <faceid:…>
         tokens). On FLUX.2 [klein], `references` add role-tagged reference images (roles face,
         outfit, background, pose, style): multipart `prompt[references][][role]` with a file
         `prompt[references][][image]` or a `prompt[references][][url]`, or JSON
-        `{"references": [{"role": …, "url": …}]}`. The prompt is queued; poll it or pass a `callback`."""
+        `{"references": [{"role": …, "url": …}]}`. Inpainting: a `mask_image` file (or
+        `mask_image_url`) with the input image. The prompt is queued; poll it or pass a `callback`."""
         # One input image, in a file or as base64 in the JSON (a third larger).
         upload_mb = _studio(request).settings.max_upload_mb
         fields, files = await forms.body(
             request,
             "prompt",
-            files=1 + forms.MAX_REFERENCE_FILES,
+            files=2 + forms.MAX_REFERENCE_FILES,
             json_limit=forms.JSON_LIMIT + upload_mb * 2**20 * 4 // 3,
         )
         studio = _studio(request)
-        upload = files.get("input_image")
+        upload, mask = files.get("input_image"), files.get("mask_image")
         prompt = await run_in_threadpool(
             forms.create_prompt,
             studio,
@@ -218,8 +219,11 @@ def build_router() -> APIRouter:
             principal=acting,
             reference_files=[data for _name, data in files.get("references", [])],
             other_files={
-                name: items[0][1] for name, items in files.items() if name not in ("input_image", "references")
+                name: items[0][1]
+                for name, items in files.items()
+                if name not in ("input_image", "references", "mask_image")
             },
+            mask_image=mask[0][1] if mask else None,
         )
         made = await run_in_threadpool(studio.prompt_json, prompt["id"], _base(request), user, principal=acting)
         return JSONResponse(made, 201)

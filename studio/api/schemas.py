@@ -33,6 +33,19 @@ class PromptFields(BaseModel):
     denoising_strength: float | None = Field(None, ge=0, le=1)
     input_image_url: str | None = Field(None, description="An http(s) image to start from or to control with.")
     input_image_base64: str | None = Field(None, description="The input image as a data URL.")
+    mask_image_url: str | None = Field(
+        None, description="An http(s) one-channel mask (white repaints) of the input image's size."
+    )
+    mask_image_base64: str | None = Field(None, description="The mask as a data URL.")
+    inpaint_faces: bool | None = Field(
+        None, description="Re-generate faces with the subject's tune (unset: automatic)."
+    )
+    inpaint_faces_strength: float | None = Field(None, ge=0.01, le=1)
+    inpaint_faces_which: str | None = Field(None, description="Faces to detail, counted from the left: '1,3'.")
+    hires_fix: bool | None = None
+    hires_scale: float | None = Field(None, ge=1.05, le=4)
+    hires_denoising_strength: float | None = Field(None, ge=0.01, le=1)
+    hires_steps: int | None = Field(None, ge=1, le=prompts.MAX_STEPS)
     callback: str | None = Field(None, description="Receives POST {'prompt': {...}} when the prompt is done.")
     aspect_ratio: Literal[tuple(families.ASPECT_RATIOS)] | None = Field(  # type: ignore[valid-type]
         None, description="The family's bucket size for this ratio (README: Sizes); w/h win."

@@ -90,15 +90,18 @@ class Prompts:
         image = self.photos.decode_image(request.input_image, "input_image") if request.input_image else None
         seed = request.seed if request.seed is not None else random_seed()
         references = [(role, self.photos.decode_image(data, "references")) for role, data in request.references]
+        mask = self._mask(request.mask_image, image) if request.mask_image else None
         ready = tune["status"] == SUCCESS
         params = {**request.params(), "seed": seed}
         if ready:
             generate = self.resolver.generate_request(
-                tune, request, seed=seed, input_image=image, owner=owner, references=references
+                tune, request, seed=seed, input_image=image, owner=owner, references=references, mask_image=mask
             )
             params = what_runs(tune, params, generate)
         if image is not None:
             params["input_image_path"] = self.files.put(png_bytes(image), "photos", ".png")
+        if mask is not None:
+            params["mask_image_path"] = self.files.put(png_bytes(mask), "photos", ".png")
         if references:
             # Re-encoded clean (no metadata), like the input image; deleted with the prompt.
             params["reference_images"] = [
@@ -123,6 +126,20 @@ class Prompts:
             )
             self.queue.queue_prompt(prompt_id)
         return self.views.get_prompt(prompt_id)
+
+    def _mask(self, data: bytes, image):
+        """An uploaded inpainting mask as a mode-L image (from L, 1, RGB or RGBA files: white
+        repaints). It must have the input image's size: a resized mask would repaint another
+        part of the picture than the one drawn, so a different size is an error naming
+        mask_image rather than a silent stretch."""
+        mask = self.photos.decode_image(data, "mask_image").convert("L")
+        if mask.size != image.size:
+            raise PromptError(
+                f"mask_image is {mask.width}x{mask.height} but input_image is {image.width}x{image.height}: "
+                "draw the mask on the input image, at its size.",
+                field="mask_image",
+            )
+        return mask
 
     def _prompt_owner(self, tune_id: int, request: PromptRequest, principal: Principal) -> str:
         """Who a new prompt belongs to: the owner of its user tune (so the tune's owner sees
@@ -184,9 +201,18 @@ class Prompts:
                 (ref["role"], self.photos.decode_image(self.files.read(ref["path"]), "references"))
                 for ref in params.get("reference_images") or []
             ]
+            mask = None
+            if params.get("mask_image_path"):
+                mask = self.photos.decode_image(self.files.read(params["mask_image_path"]), "mask_image").convert("L")
             tune = self.resolver.prompt_tune(prompt["tune_id"])
             generate = self.resolver.generate_request(
-                tune, request, seed=params["seed"], input_image=image, owner=prompt["owner"], references=references
+                tune,
+                request,
+                seed=params["seed"],
+                input_image=image,
+                owner=prompt["owner"],
+                references=references,
+                mask_image=mask,
             )
             if (ran := what_runs(tune, params, generate)) != params:
                 self.store.update_prompt(prompt_id, params=ran)
@@ -332,6 +358,8 @@ class Prompts:
         values = {k: v for k, v in params.items() if k in known}
         if params.get("input_image_path"):
             values["input_image"] = self.files.read(params["input_image_path"])
+        if params.get("mask_image_path"):
+            values["mask_image"] = self.files.read(params["mask_image_path"])
         values["references"] = tuple(
             (ref["role"], self.files.read(ref["path"])) for ref in params.get("reference_images") or []
         )

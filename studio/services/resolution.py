@@ -12,6 +12,7 @@ import numpy as np
 
 from storage import FileStore, Store
 from studio.config import Settings
+from studio.detailer import Person, split_people
 from studio.domain import CANCELED, FAILED, SUCCESS
 from studio.errors import Conflict, NotFound
 from studio.families import FAMILIES, Family, aspect_ratio, bucket_size, hub_repo
@@ -24,6 +25,7 @@ from studio.prompts import (
     Reference,
     add_trigger_words,
     check_img2img_steps,
+    face_positions,
     format_weight,
     parse_prompt,
     reference_instructions,
@@ -60,6 +62,7 @@ class PromptResolver:
         input_image,
         owner: str = LOCAL,
         references: Sequence[tuple[str, Any]] = (),
+        mask_image=None,
     ) -> Any:
         """Resolve a prompt's tokens and defaults into the engine's request. Adapter names
         resolve within the adapters of `owner`, the prompt's owner (see `named_adapter`).
@@ -70,6 +73,11 @@ class PromptResolver:
         the role references: `w` is the share of its crops passed (round(w × crops), at least
         one for w > 0, none for w = 0), within the model's limit left by the role references.
         The text the model sees starts with `prompts.reference_instructions` of the roles.
+
+        Multi-person: a text of `BREAK`-separated parts, two or more of which name a subject
+        (a LoRA tune or a FaceID token), makes one `Person` per such part, left to right; the
+        scene is drawn without their identities and the face detailer gives each face its
+        person's (`face_detail_mode`). `mask_image` (mode L PIL) masks the input image.
 
         The tune's own LoRA or FaceID applies when the text does not name it. Raises
         PromptError (unknown LoRA, a faceid tune used as a LoRA, one face/style/pose at most…),
@@ -83,7 +91,11 @@ class PromptResolver:
         # 2. Tokens: LoRAs stack; a prompt has at most one face, one style and one pose.
         parsed = parse_prompt(request.text)
         principal = principal_for(owner, self.settings.admins)
-        tokens = [*parsed.references, *self._implicit_references(tune, parsed, request.lora_scale)]
+        people, person_tokens = self._people(request.text, base, facts, sources, principal)
+        if people:
+            tokens = [ref for ref in parsed.references if ref not in person_tokens]
+        else:
+            tokens = [*parsed.references, *self._implicit_references(tune, parsed, request.lora_scale)]
         loras, triggers, single = [], [], {}
         for ref in tokens:
             if ref.kind == "lora":
@@ -170,7 +182,26 @@ class PromptResolver:
         if input_image is not None and not (request.controlnet and request.controlnet_txt2img):
             check_img2img_steps(steps, request.denoising_strength)  # the steps that will run, mock cap included
             options.update(init_image=input_image, strength=request.denoising_strength)
-        # 5. The engine's request; the PNGs record the text as written, tokens included.
+        if mask_image is not None:
+            if "inpaint" not in facts.pipelines:
+                raise PromptError(
+                    f"{base['title']} ({facts.label}) has no inpaint pipeline: leave mask_image out.",
+                    field="mask_image",
+                )
+            options["mask_image"] = mask_image
+        # 5. Second passes: hires fix, and face detailing with each person's identity.
+        options.update(
+            hires_fix=request.hires_fix,
+            hires_scale=request.hires_scale,
+            hires_strength=request.hires_denoising_strength,
+            hires_steps=request.hires_steps,
+            inpaint_faces=face_detail_mode(request.inpaint_faces, facts, people, any(map(_is_subject, tokens))),
+            detail_strength=request.inpaint_faces_strength,
+            detail_faces=face_positions(request.inpaint_faces_which),
+            detail_size=size,
+            people=people,
+        )
+        # 6. The engine's request; the PNGs record the text as written, tokens included.
         return GenerateRequest(
             model=self.models.model_path(base),
             family=family,
@@ -195,6 +226,46 @@ class PromptResolver:
             distillation_lora=hub_repo(distillation) if distillation else None,
             **options,
         )
+
+    def _people(
+        self, text: str, base: dict[str, Any], facts: Family, sources: dict, principal: Principal
+    ) -> tuple[tuple[Person, ...], list[Reference]]:
+        """The people of a multi-person prompt, left to right, and the tokens that made them;
+        ((), []) unless two or more BREAK parts name a subject (a LoRA tune, a FaceID tune or a
+        saved face). A part names one subject at most."""
+        parts = [(part, parse_prompt(part)) for part in split_people(text)]
+        subjects = [(part, parsed, [r for r in parsed.references if _is_subject(r)]) for part, parsed in parts]
+        subjects = [entry for entry in subjects if entry[2]]
+        if len(subjects) < 2:
+            return (), []
+        people, used = [], []
+        for _part, parsed, refs in subjects:
+            if len(refs) > 1:
+                raise PromptError(
+                    f"{refs[0].token} and {refs[1].token} are in the same BREAK part: a part describes one "
+                    "person; put each person's token in their own part, left to right."
+                )
+            ref = refs[0]
+            if ref.kind == "lora":
+                name, path, weight, words = self._resolve_lora(ref, base, principal)
+                person = Person(
+                    label=f"{ref.kind} {ref.ref}",
+                    prompt=add_trigger_words(parsed.text, words),
+                    loras=((name, path, weight),),
+                )
+            else:
+                _check_adapter_applies(ref, base, facts, sources)
+                embedding, adapter, scale = self._resolve_face(ref, base, sources, principal)
+                person = Person(
+                    label=f"{ref.kind} {ref.ref}",
+                    prompt=parsed.text,
+                    faceid_embedding=embedding,
+                    faceid_adapter=adapter,
+                    faceid_scale=scale,
+                )
+            people.append(person)
+            used.append(ref)
+        return tuple(people), used
 
     def _implicit_references(
         self, tune: dict[str, Any], parsed: ParsedPrompt, lora_scale: float | None = None
@@ -313,6 +384,26 @@ class PromptResolver:
         if adapter is None:
             raise PromptError(f"{ref.token}: unknown {kind} '{ref.ref}'; save it under Adapters first.")
         return self.photos.decode_image(self.files.read(adapter["path"]), kind), _weight(ref, adapter)
+
+
+def _is_subject(ref: Reference) -> bool:
+    """A token that stands for a person: a LoRA tune, a FaceID tune or a saved face."""
+    return (ref.kind == "lora" and ref.tune_id is not None) or ref.kind in ("faceid", "face")
+
+
+def face_detail_mode(asked: bool | None, facts: Family, people: tuple, subject: bool) -> str:
+    """The engine's `inpaint_faces` for a request's `inpaint_faces` (True "on", False "off").
+    Left unset (None) it is "on" for a multi-person prompt (the detailer is what gives each
+    person their face), "auto" (small faces only) where the picture has a subject identity
+    (a LoRA tune or FaceID) on a family with an inpaint pipeline, else "off": on a base model
+    with no identity, re-drawing faces only costs time."""
+    if asked is not None:
+        return "on" if asked else "off"
+    if "inpaint" not in facts.pipelines:
+        return "off"
+    if people:
+        return "on"
+    return "auto" if subject else "off"
 
 
 def _default_guidance(base: dict[str, Any], facts: Family, fast: bool) -> float:

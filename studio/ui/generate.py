@@ -24,12 +24,13 @@ from typing import Any
 import gradio as gr
 
 from studio.core import Studio
+from studio.detailer import passes_ran
 from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES, SUCCESS, TRAINING
 from studio.errors import InvalidInput, NotFound, StudioError
 from studio.families import ASPECT_RATIOS, FAMILIES, SIZE_TIERS, Family
 from studio.likeness import describe
 from studio.look import COLOR_GRADINGS
-from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest, parse_parameters
+from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -69,7 +70,9 @@ GRAMMAR = (
     "(several stack) · <code>&lt;faceid:ID:W&gt;</code> a FaceID tune · "
     "<code>&lt;be-face:NAME:W&gt;</code> <code>&lt;be-style:NAME:W&gt;</code> <code>&lt;be-pose:NAME:W&gt;</code> "
     "saved avatars (one of each per prompt). W is the weight, 1 when left out. A prompt on a tune uses "
-    "that tune even without its token.</details>"
+    "that tune even without its token. Several people: <code>a scene BREAK &lt;faceid:1:1&gt; woman BREAK "
+    "&lt;lora:2:1&gt; man</code>, one part per person from left to right; face detailing gives each "
+    "face its person's tune.</details>"
 )
 
 
@@ -184,6 +187,7 @@ def build(studio: Studio, ctx: Context) -> None:
                             )
                             for role in REFERENCE_ROLES
                         ]
+                passes = _pass_controls()
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                 stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
@@ -262,6 +266,14 @@ def build(studio: Studio, ctx: Context) -> None:
         color_grading: str = "none",
         film_grain: bool = False,
         use_lpw: bool = True,
+        inpaint_faces: str = "auto",
+        inpaint_faces_strength: float = 0.4,
+        inpaint_faces_which: str | None = None,
+        hires_fix: bool = False,
+        hires_scale: float = 2.0,
+        hires_denoising_strength: float = 0.5,
+        hires_steps: float | None = 0,
+        mask_image: str | None = None,
     ):
         """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
         are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
@@ -294,6 +306,14 @@ def build(studio: Studio, ctx: Context) -> None:
             color_grading=None if color_grading in (None, "none") else color_grading,
             film_grain=bool(film_grain),
             use_lpw=bool(use_lpw),
+            inpaint_faces={"on": True, "off": False}.get(inpaint_faces),
+            inpaint_faces_strength=float(inpaint_faces_strength),
+            inpaint_faces_which=(inpaint_faces_which or "").strip() or None,
+            hires_fix=bool(hires_fix),
+            hires_scale=float(hires_scale),
+            hires_denoising_strength=float(hires_denoising_strength),
+            hires_steps=_number(hires_steps, int),
+            mask_image=_input_bytes(mask_image),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
 
@@ -417,6 +437,7 @@ def build(studio: Studio, ctx: Context) -> None:
         color_grading,
         film_grain,
         use_lpw,
+        *passes,
     ]
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they
@@ -442,7 +463,7 @@ def build(studio: Studio, ctx: Context) -> None:
         show_progress_on=progress,
     )
     input_image.upload(on_input_image, input_image, input_image, api_visibility="private", show_progress="hidden")
-    for slot in role_slots:  # each role's upload is cleaned like the input image
+    for slot in [*role_slots, passes[-1]]:  # each role's upload and the mask are cleaned like the input image
         slot.upload(on_input_image, slot, slot, api_visibility="private", show_progress="hidden")
     stop.click(on_stop, followed, progress, api_visibility="private")
     model.change(on_model, [model, scheduler], [negative, cfg_scale, scheduler, family_note], api_visibility="private")
@@ -465,6 +486,48 @@ def build(studio: Studio, ctx: Context) -> None:
         api_visibility="private",
         show_progress="hidden",
     )
+
+
+def _pass_controls() -> list:
+    """The second passes' controls (face detailing, hires fix, the inpainting mask), in the
+    order `generate` takes them."""
+    with gr.Accordion("Face detailing · hires fix · inpainting mask", open=False, elem_id="gen-passes"):
+        with gr.Row():
+            inpaint_faces = gr.Dropdown(
+                ["auto", "on", "off"],
+                value="auto",
+                label="Face detailing",
+                info="Re-draw each face at the model's size with its person's tune; auto: small faces of a subject.",
+                elem_id="gen-inpaint-faces",
+            )
+            strength = gr.Slider(
+                0.05, 1, value=0.4, step=0.05, label="Face strength", info="How much of each face is re-drawn."
+            )
+            which = gr.Textbox(
+                label="Faces", placeholder="all", info="Positions from the left, e.g. 1,3; empty: every face."
+            )
+        with gr.Row():
+            hires_fix = gr.Checkbox(
+                label="Hires fix", info="Make at width×height, upscale, then denoise again at the larger size."
+            )
+            hires_scale = gr.Slider(1.25, 4, value=2, step=0.25, label="Hires upscale", info="Factor of the size.")
+            hires_strength = gr.Slider(
+                0.05,
+                1,
+                value=0.5,
+                step=0.05,
+                label="Hires denoising strength",
+                info="How much the second pass changes.",
+            )
+            hires_steps = gr.Number(0, label="Hires steps", precision=0, minimum=0, info="0: the prompt's steps.")
+        mask = gr.Image(
+            type="filepath",
+            sources=["upload", "clipboard"],
+            label="Inpainting mask (white = repaint; the input image's size)",
+            height=140,
+            elem_id="gen-mask",
+        )
+    return [inpaint_faces, strength, which, hires_fix, hires_scale, hires_strength, hires_steps, mask]
 
 
 PICK_HINT = "Click an image to see its seed and settings, like it or re-run it."
@@ -583,26 +646,20 @@ def _details(studio: Studio, prompt_id: int | None, index: int | None, user: str
     looks = f"**{describe(image['likeness'])}**\n\n" if image["likeness"] else ""
     return (
         f"**Image {index + 1} of prompt #{prompt_id}** · seed `{image['seed']}` · "
-        f"{image['width']}×{image['height']} · ♥ {image['likes']}{mine}\n\n{looks}"
-        f"{describe_params(prompt)}\n\n{_passes(studio, image)}> {_markdown_text(prompt['text'])}"
+        f"{image['width']}×{image['height']} · ♥ {image['likes']}{mine}\n\n{looks}{_passes(studio, image['path'])}"
+        f"{describe_params(prompt)}\n\n> {_markdown_text(prompt['text'])}"
     )
 
 
-# The PNG parameters that say a pass ran on the image (A1111's names where A1111 has them).
-PASS_KEYS = ("Denoising strength", "ControlNet", "Hires upscale", "ADetailer model", "Color grading", "Film grain")
-
-
-def _passes(studio: Studio, image: dict[str, Any]) -> str:
-    """'Passes: …' with what the image's PNG parameters say ran beyond plain generation."""
+def _passes(studio: Studio, path: str) -> str:
+    """The second passes that ran on an image, read from its PNG's parameters (Markdown)."""
     from PIL import Image
 
-    try:
-        with Image.open(studio.files.path(image["path"])) as png:
-            extra = parse_parameters(png.text.get("parameters", "")).get("extra", {})
-    except (OSError, StudioError):
+    with Image.open(studio.public_path(path)) as png:
+        ran = passes_ran(png.info.get("parameters") or "")
+    if not ran:
         return ""
-    ran = [f"{key} {extra[key]}" for key in PASS_KEYS if key in extra]
-    return f"Passes: {' · '.join(ran)}\n\n" if ran else ""
+    return "Passes: " + " · ".join(_markdown_text(line) for line in ran) + "\n\n"
 
 
 def _markdown_text(text: str) -> str:
