@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studio.prompts import PromptError
+from studio.errors import InvalidInput
 
 GRAIN_STRENGTH = 6.0
 
@@ -68,13 +68,13 @@ COLOR_GRADINGS: dict[str, FilmLook] = {
 
 
 def canonical_grading(name: str) -> str:
-    """The canonical name of a film look (any case, 'Portra' for 'Film Portra'); PromptError
+    """The canonical name of a film look (any case, 'Portra' for 'Film Portra'); InvalidInput
     naming the looks for an unknown one."""
     wanted = name.strip().lower()
     for canonical in COLOR_GRADINGS:
         if wanted in (canonical.lower(), canonical.lower().removeprefix("film ")):
             return canonical
-    raise PromptError(f"color_grading '{name}' is not one of: {', '.join(COLOR_GRADINGS)}.", field="color_grading")
+    raise InvalidInput(f"color_grading '{name}' is not one of: {', '.join(COLOR_GRADINGS)}.", field="color_grading")
 
 
 def grade(image, name: str):

@@ -22,7 +22,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from studio.prompts import BREAK, PromptError
+from studio.errors import InvalidInput
+
+#: A1111's BREAK: a word of its own, in capitals, that starts a new text-encoder window.
+BREAK = re.compile(r"\s*\bBREAK\b\s*")
 
 #: Families whose pipelines take A1111 weights through `prompt_embeds`.
 FAMILIES = ("sd15", "sdxl")
@@ -44,7 +47,7 @@ _ATTENTION = re.compile(
 
 def fragments(text: str) -> list[tuple[str, float]]:
     """(text, weight) runs of `text`, neighbours of equal weight merged; a BREAK is ("BREAK",
-    -1). PromptError for a weight that is not a number."""
+    -1). InvalidInput (field text) for a weight that is not a number."""
     out: list[list[Any]] = []
     round_open: list[int] = []
     square_open: list[int] = []
@@ -65,7 +68,9 @@ def fragments(text: str) -> list[tuple[str, float]]:
             try:
                 factor = float(weight)
             except ValueError:
-                raise PromptError(f"Prompt weight '{weight}' is not a number: write (word:1.3).") from None
+                raise InvalidInput(
+                    f"Prompt weight '{weight}' is not a number: write (word:1.3).", field="text"
+                ) from None
             multiply(round_open.pop(), factor)
         elif piece == ")" and round_open:
             multiply(round_open.pop(), ROUND)

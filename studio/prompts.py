@@ -28,6 +28,7 @@ from typing import Any
 
 from studio.errors import InvalidInput
 from studio.families import AR_ALIASES, ASPECT_RATIOS, SIZE_TIERS
+from studio.prompt_weights import BREAK
 
 # Canonical kinds and the spellings that mean them.
 KINDS = {
@@ -151,10 +152,6 @@ def _reference(token: str, kind_written: str, body: str) -> Reference:
         if not (math.isfinite(weight) and low <= weight <= high):
             raise PromptError(f"Token {token!r}: weight {raw} is out of range; use {low:g} to {high:g}.")
     return Reference(kind, ref, weight, token, explicit=len(parts) == 2)
-
-
-#: A1111's BREAK: a word of its own, in capitals, that starts a new text-encoder window.
-BREAK = re.compile(r"\s*\bBREAK\b\s*")
 
 
 def split_break(text: str) -> list[str]:

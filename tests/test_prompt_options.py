@@ -262,14 +262,14 @@ def test_the_api_answers_unused_fields_and_files_with_warnings(tmp_path, demo_mo
         }
         files = [
             ("prompt[image_references][]", ("a.png", png.getvalue(), "image/png")),
-            ("prompt[mask_image]", ("m.png", png.getvalue(), "image/png")),
+            ("prompt[video_first_frame]", ("f.png", png.getvalue(), "image/png")),
         ]
         response = httpx.post(f"{url}/tunes/1/prompts", data=form, files=files, headers=auth, timeout=60)
         assert response.status_code == 201, response.text
         made = response.json()
         assert made["aspect_ratio"] == "16:9" and made["film_grain"] is True
         ignored = {w.split(" was ignored")[0] for w in made["warnings"]}
-        assert ignored == {"video_model", "image_references", "mask_image"}
+        assert ignored == {"video_model", "image_references", "video_first_frame"}
         bad = httpx.post(f"{url}/tunes/1/prompts", json={"prompt": {"text": "a", "aspect_ratio": "1:7"}}, headers=auth)
         assert bad.status_code == 422 and "aspect_ratio" in bad.text
 

@@ -393,14 +393,11 @@ def build_public_router() -> APIRouter:
 
 
 def install(app: FastAPI, studio: Studio) -> None:
-    """Attach the routers, the error handlers and the OpenAPI schema to `app` (before Gradio is
+    """Attach the routers (the library's are added by `studio.api.install`), the error handlers and the OpenAPI schema to `app` (before Gradio is
     mounted at '/')."""
     app.state.studio = studio
     app.include_router(build_public_router())
     app.include_router(build_router())
-    from studio.api.library import build_library_router  # it uses this module's path types
-
-    app.include_router(build_library_router())
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, error: StudioError) -> JSONResponse:
