@@ -28,13 +28,15 @@ reference face) or:
 
 with `score`, `distance` and `face` None and `message` NO_FACE when no face was found.
 
-Copy-paste flag
----------------
-Reference models (a FaceID tune on FLUX.2 [klein] passes its face crops to the model) can paste
-an input face instead of drawing the person. An image from such a reference tune also gets
-`reference_similarity`, the highest cosine similarity of its reported face to any single
-reference crop's face (None without a face), and `copy_paste`, true when that similarity is at
-least `copy_threshold`: the similarity of faces COPY_DISTANCE_FRACTION (a quarter) of the
+Copy-paste ("too alike") flag
+-----------------------------
+A model can paste a face it was given or trained on instead of drawing the person: a reference
+model (a FaceID tune on FLUX.2 [klein] passes its face crops to the model) its input crops, a
+LoRA that overfits one of its training photos. An image of a scored tune therefore also gets
+`reference_similarity`, the highest cosine similarity of its reported face to any single one of
+those faces (the reference crops of a reference tune, else the best face of each training photo
+of the LoRA or FaceID tune; None without a face), and `copy_paste`, true when that similarity is
+at least `copy_threshold`: the similarity of faces COPY_DISTANCE_FRACTION (a quarter) of the
 backend's same-person distance apart, i.e. far closer than two real photos of one person get:
 
     dlib        same person from 0.916, a copy from 0.9947 (unit d < 0.1025)
@@ -185,16 +187,21 @@ def score_image(
     return record
 
 
-def reference_from_photos(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> np.ndarray | None:
-    """A subject's reference embedding from its photos (RGB uint8 arrays): the unit mean of the
-    highest-scoring face of each photo that shows one, as a FaceID tune's is made; None when no
-    photo shows a face."""
-
+def best_faces(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The embedding of the highest-scoring face of each photo (RGB uint8 arrays) that shows one."""
     embeddings = []
     for rgb in photos:
         faces = analyzer.detect(rgb)
         if faces:
             embeddings.append(analyzer.embed(rgb, faces[0]))
+    return embeddings
+
+
+def reference_from_photos(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> np.ndarray | None:
+    """A subject's reference embedding from its photos (RGB uint8 arrays): the unit mean of the
+    highest-scoring face of each photo that shows one, as a FaceID tune's is made; None when no
+    photo shows a face."""
+    embeddings = best_faces(analyzer, photos)
     return reference_embedding(embeddings) if embeddings else None
 
 
