@@ -663,3 +663,11 @@ def _rebuild_without(db: Database, patterns: dict[str, str]) -> None:
             conn.execute(index)
     for _, _, sql in dependents:
         conn.execute(sql)
+
+
+@migrations()
+def m130_tune_photo_captions(db: Database) -> None:
+    """Captions of training photos (studio/captions.py): each tune's own caption of each of its
+    photos, on the link between the two, since one stored photo may serve several tunes (of
+    other tokens). NULL: not captioned yet (the training uses the instance prompt)."""
+    db.execute("ALTER TABLE tune_photos ADD COLUMN caption TEXT")

@@ -66,6 +66,7 @@ class Settings:
     admins: tuple[str, ...] = ()  # STUDIO_ADMINS: login names and/or API-key owner names
     cpu_offload: bool = False  # STUDIO_CPU_OFFLOAD: model CPU offload on CUDA (FLUX.1 on 16-24 GB cards)
     quantize: str | None = None  # STUDIO_QUANTIZE: "nf4" or "int8", None for unquantized
+    captioner: str | None = None  # STUDIO_CAPTIONER: a captioning model's folder (studio/captions.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -121,6 +122,7 @@ class Settings:
             public_demo=public_demo,
             admins=tuple(a.strip() for a in env.get("STUDIO_ADMINS", "").split(",") if a.strip()),
             cpu_offload=_bool(env, "STUDIO_CPU_OFFLOAD", False),
+            captioner=(env.get("STUDIO_CAPTIONER") or "").strip() or None,
             quantize=None if (quantize := _choice(env, "STUDIO_QUANTIZE", "none", QUANTIZE)) == "none" else quantize,
         )
 

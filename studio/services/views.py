@@ -69,6 +69,8 @@ class Views:
         url, orig_images) plus status, progress, message, characteristics, warnings and the
         checkpoints (step, loss, sample URL, its likeness, whether it is active, whether it is
         the `best_step`: the sample that looks most like the subject) with the active step.
+        Also each training photo's `captions`, the face-focused loss's weights and the caption
+        dropout of a LoRA tune, and its `likeness_curve` (each checkpoint's step and score).
         `orig_images` (the tune's photos) and `ckpt_url` (its LoRA in kohya layout, once trained)
         are URLs of keyed API routes, not of the public image area: photos and weights are
         private (`tune_photo_file`, `lora_file`)."""
@@ -84,6 +86,7 @@ class Views:
         job = self.store.latest_job("train", tune_id)
         base = self.public_base_url(base_url or tune.get("base_url"))
         checkpoints = self.store.tune_checkpoints(tune_id)
+        photos = self.store.tune_photos(tune_id)
         best = likeness.best_step(checkpoints)
         ckpt_url = f"{base}/tunes/{tune_id}/lora.safetensors" if tune.get("kohya_path") else None
         return {
@@ -109,7 +112,12 @@ class Views:
             # Photos and weights are private: these routes need the API key (studio/api/routes.py).
             "ckpt_url": ckpt_url,
             "ckpt_urls": [ckpt_url] if ckpt_url else [],
-            "orig_images": [f"{base}/tunes/{tune_id}/photos/{p['id']}" for p in self.store.tune_photos(tune_id)],
+            "orig_images": [f"{base}/tunes/{tune_id}/photos/{p['id']}" for p in photos],
+            # each training photo's caption (studio/captions.py): what the LoRA reads beside it
+            "captions": [{"photo_id": p["id"], "caption": p["caption"]} for p in photos],
+            "face_loss_weight": training.get("face_loss_weight"),
+            "background_loss_weight": training.get("background_loss_weight"),
+            "caption_dropout": training.get("caption_dropout"),
             "trained_at": tune["trained_at"],
             "started_training_at": tune["started_training_at"],
             "expires_at": tune["expires_at"],
@@ -118,6 +126,8 @@ class Views:
             "url": f"{base}/tunes/{tune['id']}",
             "active_step": tune["active_step"],
             "best_step": best,
+            # likeness by step, for choosing a checkpoint (None: its sample showed no face)
+            "likeness_curve": [{"step": c["step"], "score": (c["likeness"] or {}).get("score")} for c in checkpoints],
             "checkpoints": [
                 {
                     "step": c["step"],
