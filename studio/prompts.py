@@ -217,6 +217,7 @@ MAX_STEPS = 150
 MAX_CFG = 30.0
 MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_SEED = 2**32 - 1
+MAX_BEST_OF = 8  # candidates per image at most: each costs a generation
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ class PromptRequest:
     face_swap: bool = False
     callback: str | None = None
     references: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    best_of: int = 1  # candidates per image; the most alike is kept (studio/services/best_of.py)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptRequest:
@@ -267,6 +269,7 @@ class PromptRequest:
     def validate(self) -> PromptRequest:
         """Check every field up front; returns self or raises PromptError naming the field."""
         _check_range("num_images", self.num_images, 1, MAX_IMAGES)
+        _check_range("best_of", self.best_of, 1, MAX_BEST_OF)
         if self.seed is not None:
             _check_range("seed", self.seed, 0, MAX_SEED)
         if self.steps is not None:
@@ -356,7 +359,7 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false":
 
 
 def _convert(key: str, value: Any) -> Any:
-    ints = {"num_images", "seed", "steps", "w", "h"}
+    ints = {"num_images", "seed", "steps", "w", "h", "best_of"}
     floats = {"cfg_scale", "denoising_strength", "controlnet_conditioning_scale"}
     bools = {"controlnet_txt2img", "super_resolution", "face_correct", "face_swap"}
     try:
