@@ -41,6 +41,7 @@ from studio.api.auth import Acting, Caller, caller
 from studio.api.schemas import (
     ERRORS,
     REQUEST_MODELS,
+    CaptionsBody,
     GalleryTune,
     Like,
     Message,
@@ -136,6 +137,17 @@ def build_router() -> APIRouter:
         path = _studio(request).tune_photo_file(tune_id, photo_id, principal=acting)
         headers = {"Cache-Control": "private", **NOSNIFF}
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers=headers)
+
+    @router.get("/tunes/{tune_id}/captions", tags=["tunes"], responses=_errors(404))
+    def tune_captions(request: Request, tune_id: Id, acting: Acting) -> list[dict]:
+        """Each training photo's caption: [{photo_id, filename, caption}] in photo order."""
+        return _studio(request).tune_captions(tune_id, principal=acting)
+
+    @router.patch("/tunes/{tune_id}/captions", tags=["tunes"], responses=_errors(404))
+    def set_tune_captions(request: Request, tune_id: Id, body: CaptionsBody, acting: Acting) -> list[dict]:
+        """Edit training photos' captions ({"captions": {photo id: caption}}; each must hold the
+        tune's token; null or "" makes it again from the photo). The next training reads them."""
+        return _studio(request).set_captions(tune_id, body.captions, principal=acting)
 
     @router.get(
         "/tunes/{tune_id}/lora.safetensors",

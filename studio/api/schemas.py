@@ -34,6 +34,13 @@ class PromptFields(BaseModel):
     input_image_url: str | None = Field(None, description="An http(s) image to start from or to control with.")
     input_image_base64: str | None = Field(None, description="The input image as a data URL.")
     callback: str | None = Field(None, description="Receives POST {'prompt': {...}} when the prompt is done.")
+    best_of: int | None = Field(
+        None,
+        ge=1,
+        le=prompts.MAX_BEST_OF,
+        description="Candidates per image: the one whose face looks most like the tune's subject is kept "
+        "(its likeness record's `best_of` lists the candidates' scores).",
+    )
 
 
 class TuneFields(BaseModel):
@@ -57,6 +64,20 @@ class TuneFields(BaseModel):
     callback: str | None = Field(None, description="Receives POST {'tune': {...}} once the tune is trained.")
     prompts_attributes: list[PromptFields] | None = Field(None, description="Prompts run once the tune is trained.")
     prompts_callback: str | None = Field(None, description="Receives every prompt of the tune once all are done.")
+    face_loss_weight: float | None = Field(
+        None, ge=0, le=10, description="Loss weight of the face region (default 2 for people, 1 otherwise)."
+    )
+    background_loss_weight: float | None = Field(
+        None, ge=0, le=10, description="Loss weight of the background (default 0.5 for people, 1 otherwise)."
+    )
+    caption_dropout: float | None = Field(None, ge=0, le=1, description="Share of steps on the instance prompt.")
+    captions: list[str | None] | None = Field(
+        None, description="Each photo's caption in upload order (null: made from the photo); must hold the token."
+    )
+
+
+class CaptionsBody(BaseModel):
+    captions: dict[str, str | None] = Field(description="{photo id: caption}; null or '' makes it again.")
 
 
 class TuneBody(BaseModel):

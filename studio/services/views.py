@@ -37,6 +37,7 @@ _PROMPT_PARAMS = (
     "super_resolution",
     "face_correct",
     "face_swap",
+    "best_of",
 )
 
 
