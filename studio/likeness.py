@@ -44,6 +44,15 @@ backend's same-person distance apart, i.e. far closer than two real photos of on
 
 Re-embedding the very same face crop (resized or slightly rotated) scores above 0.999 with dlib.
 
+Consistency of a pack run
+-------------------------
+A pack run on a tune (its prompts made from one pack) is consistent when its images look like
+the person alike. `consistency` reports, per tune, the `spread` (population standard deviation)
+of the face scores of the run's images with the mean, min and max, the tune's `typical` score
+(the median of every face score of the tune's images, the pack's and others'), and `below`: the
+prompts whose mean face score is under `typical - max(tune's own spread, MIN_MARGIN)`, or
+whose scored images show no face at all (score None), worst first.
+
 Rankings
 --------
 A pack or pack prompt also gets likeness figures from the images scored for it (kept by database
@@ -83,6 +92,8 @@ NON_HUMAN = frozenset({"cat", "dog", "style"})
 #: photos of one person sit well apart inside the same-person distance, a pasted crop does not.
 COPY_DISTANCE_FRACTION = 0.25
 COPIES = "copies a reference"
+#: A prompt is below its tune's typical score by at least this much (consistency).
+MIN_MARGIN = 0.01
 
 
 def similarity_threshold(same_person_distance: float) -> float:
@@ -237,6 +248,52 @@ def rank_blended(rows: Iterable[Mapping[str, Any]], weight: float = LIKENESS_WEI
     return sorted(
         (with_stats(row, weight) for row in rows), key=lambda r: (-r["blended_score"], r["images_shown"], -r["id"])
     )
+
+
+def consistency(rows: Sequence[Mapping[str, Any]], tune_scores: Mapping[int, Sequence[float]]) -> list[dict[str, Any]]:
+    """The consistency of each pack run (module docstring) from its scored images (`rows` as
+    `Store.pack_run_images` gives them) and each tune's face scores; one dict per tune, in the
+    order of `rows`."""
+    runs: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        run = runs.setdefault(row["tune_id"], {"tune_title": row["tune_title"], "prompts": {}})
+        prompt = run["prompts"].setdefault(
+            row["prompt_id"],
+            {"prompt_id": row["prompt_id"], "pack_prompt_id": row["orig_prompt_id"], "text": row["text"], "scores": []},
+        )
+        if row["likeness_score"] is not None:
+            prompt["scores"].append(float(row["likeness_score"]))
+    out = []
+    for tune_id, run in runs.items():
+        scores = [s for p in run["prompts"].values() for s in p["scores"]]
+        own = list(tune_scores.get(tune_id) or scores)
+        typical = float(np.median(own)) if own else None
+        margin = max(float(np.std(own)) if own else 0.0, MIN_MARGIN)
+        below = []
+        for prompt in run["prompts"].values():
+            mean = float(np.mean(prompt["scores"])) if prompt["scores"] else None
+            if mean is None or (typical is not None and mean < typical - margin):
+                below.append({**{k: v for k, v in prompt.items() if k != "scores"}, "score": _round(mean)})
+        below.sort(key=lambda p: -2.0 if p["score"] is None else p["score"])
+        out.append(
+            {
+                "tune_id": tune_id,
+                "tune_title": run["tune_title"],
+                "prompts": len(run["prompts"]),
+                "faces": len(scores),
+                "mean": _round(float(np.mean(scores)) if scores else None),
+                "spread": _round(float(np.std(scores)) if scores else None),
+                "min": _round(min(scores) if scores else None),
+                "max": _round(max(scores) if scores else None),
+                "typical": _round(typical),
+                "below": below,
+            }
+        )
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def describe(record: Mapping[str, Any] | None) -> str:
