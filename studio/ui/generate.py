@@ -28,7 +28,7 @@ from studio.domain import CANCELED, FAILED, FINISHED, QUEUING, RUNNABLE_FAMILIES
 from studio.errors import InvalidInput, NotFound, StudioError
 from studio.families import FAMILIES, Family
 from studio.likeness import describe
-from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest
+from studio.prompts import MAX_BEST_OF, MAX_IMAGES, REFERENCE_ROLES, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -96,6 +96,16 @@ def build(studio: Studio, ctx: Context) -> None:
             )
             family_note = gr.Markdown(initial["note"], elem_id="gen-family")
             num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="gen-num-images")
+            # best_of: each image is drawn up to this many times; the most alike face is kept
+            best_of = gr.Slider(
+                1,
+                MAX_BEST_OF,
+                value=1,
+                step=1,
+                label="Retry until it looks like them: tries per image (the most alike is kept)",
+                info="Each try costs one more generation; tunes of people only.",
+                elem_id="gen-best-of",
+            )
             with gr.Accordion("Parameters", open=False, elem_id="gen-parameters"):
                 gr.Markdown("0 means the model's default; seed -1 picks a random seed.", elem_classes="hint")
                 with gr.Row():
@@ -212,6 +222,7 @@ def build(studio: Studio, ctx: Context) -> None:
         background_reference: str | None = None,
         pose_reference: str | None = None,
         style_reference: str | None = None,
+        best_of: float = 1,
     ):
         """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
         are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
@@ -238,6 +249,7 @@ def build(studio: Studio, ctx: Context) -> None:
             super_resolution=bool(super_resolution),
             face_swap=bool(face_swap),
             references=tuple((role, _input_bytes(path)) for role, path in zip(REFERENCE_ROLES, slots) if path),
+            best_of=int(best_of or 1),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
 
@@ -355,6 +367,7 @@ def build(studio: Studio, ctx: Context) -> None:
         strength,
         controlnet,
         *role_slots,
+        best_of,
     ]
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they
