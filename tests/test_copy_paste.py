@@ -8,6 +8,7 @@ from photos import encode, friend, mirrored, rotated
 
 from studio import likeness
 from studio.tune_requests import TuneRequest
+from studio.ui.common import likeness_badge
 
 # Rachel's head in friend("rachel") at 512 px, kept as the reference tune's one crop.
 RACHEL_HEAD = (40, 100, 340, 400)
@@ -74,6 +75,9 @@ def test_a_prompts_likeness_list_carries_the_flag_and_other_tunes_have_none(stud
     first, second = studio.rescore_prompt(prompt["id"])["likeness"]
     assert (first["copy_paste"], second["copy_paste"]) == (True, False)
     assert first["reference_similarity"] > second["reference_similarity"]
+    # the Gallery's "Copies a training photo" filter finds it
+    assert [p["id"] for p in studio.gallery(likeness="copy")] == [prompt["id"]]
+    assert "too alike: a copy" in likeness_badge(first) and "too alike" not in likeness_badge(second)
 
 
 def test_a_training_photo_pasted_as_the_output_of_a_plain_tune_is_flagged_as_a_copy(studio):
