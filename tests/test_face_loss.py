@@ -143,3 +143,13 @@ def test_person_tunes_get_the_face_loss_by_default_and_others_do_not():
         native_resolution=64,
     )
     assert (chosen.face_loss_weight, chosen.background_loss_weight) == (3.0, 1.0)
+
+
+def test_steps_follow_the_photo_count_with_the_presets_floor():
+    def steps(preset, photos):
+        request = TuneRequest(title="t", name="woman", preset=preset)
+        return plan_training(request, num_images=photos, native_resolution=64).max_train_steps
+
+    assert (steps("per-photo", 5), steps("per-photo", 20)) == (300, 540)  # Astria: 27 a photo, at least 300
+    assert (steps("portrait", 2), steps("portrait", 10)) == (300, 1000)
+    assert steps(None, 4) == 400  # the default: 100 a photo
