@@ -86,6 +86,7 @@ def test_a_zero_weight_background_does_not_change_the_gradient(pipes, family):
     assert not torch.allclose(gradient(mask, shift * (1 - background)), base)
 
 
+@pytest.mark.slow
 def test_masked_training_runs_and_its_weights_are_in_the_metadata(demo_model_dir, tmp_path):
     photos = _photos()
     masks = [face_loss.loss_mask(p.size, FACE, 2.0, 0.0) for p in photos]

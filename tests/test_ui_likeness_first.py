@@ -34,6 +34,7 @@ def test_edit_a_training_photos_caption_in_the_tunes_tab(live_url, page, studio)
     screenshot(page, "tab-tunes-captions")
 
 
+@pytest.mark.slow
 def test_the_retry_control_sets_best_of_on_the_prompt(live_url, page, studio):
     tune = studio.create_tune(
         TuneRequest(title="Rachel F", name="woman", model_type="faceid"), photos=[("r.jpg", encode(friend("rachel")))]
