@@ -316,12 +316,14 @@ def _form(studio: Studio) -> dict[str, Any]:
             )
             fields["train_text_encoder"] = gr.Checkbox(label="Train the text encoder too")
             fields["face_restore"] = gr.Checkbox(label="Restore faces in the photos first")
-        with gr.Row():
-            # the face-focused loss (studio/face_loss.py): empty is by class (on for people)
-            fields["face_loss_weight"] = gr.Number(label="Face loss weight (people: 2)", minimum=0, maximum=10)
-            fields["background_loss_weight"] = gr.Number(label="Background loss weight (people: 0.5)", minimum=0)
-            fields["caption_dropout"] = gr.Number(label="Caption dropout (0 to 1; 0.1)", minimum=0, maximum=1)
         fields["instance_prompt"] = gr.Textbox(label="Instance prompt", placeholder="a close photo of {token} {name}")
+        # The face-focused loss (studio/face_loss.py) and caption dropout; empty: by class (the
+        # face on for people). Made last and with defaults, so scripts calling create_tune by
+        # position keep working.
+        with gr.Row():
+            fields["face_loss_weight"] = gr.Textbox("", label="Face loss weight (empty: 2 for people, else 1)")
+            fields["background_loss_weight"] = gr.Textbox("", label="Background loss weight (empty: 0.5 / 1)")
+            fields["caption_dropout"] = gr.Textbox("", label="Caption dropout, 0 to 1 (empty: 0.1)")
     return fields
 
 
@@ -346,12 +348,24 @@ def _tune_request(values: dict[str, Any], characteristics: dict[str, str]) -> Tu
         train_text_encoder=values["train_text_encoder"] or None,
         face_restore=values["face_restore"] or None,
         instance_prompt=(values["instance_prompt"] or "").strip() or None,
-        face_loss_weight=values.get("face_loss_weight"),
-        background_loss_weight=values.get("background_loss_weight"),
-        caption_dropout=values.get("caption_dropout"),
+        **{name: _optional_float(values.get(name), name) for name in _FLOAT_FIELDS},
         characteristics=characteristics,
         **{name: int(values[name]) if values[name] is not None else None for name in ints},
     )
+
+
+_FLOAT_FIELDS = ("face_loss_weight", "background_loss_weight", "caption_dropout")
+
+
+def _optional_float(value: Any, name: str) -> float | None:
+    """A number typed in a text field; empty is None (the preset or class decides)."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number (got {text!r}).", field=name) from None
 
 
 def _model_label(model: dict) -> str:
