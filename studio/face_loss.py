@@ -25,6 +25,8 @@ import numpy as np
 FACE_MARGIN = 0.2
 #: Width of the subject region in face widths, centred on the face.
 SUBJECT_WIDTH = 3.0
+#: Tune classes with no human face (the face backends find human faces only).
+NON_PERSON = frozenset({"cat", "dog", "style"})
 #: The defaults for person classes: the face twice the rest of the subject, the background half.
 PERSON_FACE_WEIGHT = 2.0
 PERSON_BACKGROUND_WEIGHT = 0.5

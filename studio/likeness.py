@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.face_loss import NON_PERSON
 from studio.faces import FaceAnalyzer
 from studio.packs import wilson_lower_bound
 from studio.prompts import parse_prompt
@@ -87,7 +88,7 @@ LIKENESS_WEIGHT = 0.3
 #: Faces embedded per image at most, by detection score: a crowd scene costs no more than this.
 MAX_FACES = 5
 #: Tune classes whose subject has no human face for the face backends to find.
-NON_HUMAN = frozenset({"cat", "dog", "style"})
+NON_HUMAN = NON_PERSON
 #: A face this share of the same-person distance from a reference crop's is a copy of it: real
 #: photos of one person sit well apart inside the same-person distance, a pasted crop does not.
 COPY_DISTANCE_FRACTION = 0.25

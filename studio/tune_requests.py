@@ -443,10 +443,9 @@ def face_loss_weights(values: Mapping[str, Any], name: str) -> tuple[float, floa
     """(face, background) loss weights of resolved `values` for subject class `name`: what the
     request or preset says, else the person defaults (studio/face_loss.py) for a human class
     and the plain loss (1, 1) for a pet or a style."""
-    from studio.face_loss import PERSON_BACKGROUND_WEIGHT, PERSON_FACE_WEIGHT
-    from studio.likeness import NON_HUMAN
+    from studio.face_loss import NON_PERSON, PERSON_BACKGROUND_WEIGHT, PERSON_FACE_WEIGHT
 
-    person = name not in NON_HUMAN
+    person = name not in NON_PERSON
     face, background = values.get("face_loss_weight"), values.get("background_loss_weight")
     if face is None:
         face = PERSON_FACE_WEIGHT if person else 1.0

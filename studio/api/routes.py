@@ -143,11 +143,18 @@ def build_router() -> APIRouter:
         """Each training photo's caption: [{photo_id, filename, caption}] in photo order."""
         return _studio(request).tune_captions(tune_id, principal=acting)
 
-    @router.patch("/tunes/{tune_id}/captions", tags=["tunes"], responses=_errors(404))
-    def set_tune_captions(request: Request, tune_id: Id, body: CaptionsBody, acting: Acting) -> list[dict]:
+    @router.patch(
+        "/tunes/{tune_id}/captions",
+        tags=["tunes"],
+        responses=_errors(404),
+        openapi_extra={"requestBody": _request_body(CaptionsBody, "captions", {})},
+    )
+    async def set_tune_captions(request: Request, tune_id: Id, acting: Acting) -> list[dict]:
         """Edit training photos' captions ({"captions": {photo id: caption}}; each must hold the
         tune's token; null or "" makes it again from the photo). The next training reads them."""
-        return _studio(request).set_captions(tune_id, body.captions, principal=acting)
+        fields, _ = await forms.body(request, "captions", files=0)
+        studio = _studio(request)
+        return await run_in_threadpool(lambda: studio.set_captions(tune_id, fields, principal=acting))
 
     @router.get(
         "/tunes/{tune_id}/lora.safetensors",

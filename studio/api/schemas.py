@@ -76,8 +76,14 @@ class TuneFields(BaseModel):
     )
 
 
+class CaptionFields(BaseModel):
+    """{photo id: caption}; null or "" makes that photo's caption again from the photo."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class CaptionsBody(BaseModel):
-    captions: dict[str, str | None] = Field(description="{photo id: caption}; null or '' makes it again.")
+    captions: CaptionFields
 
 
 class TuneBody(BaseModel):
@@ -197,7 +203,7 @@ class Error(BaseModel):
     field: str | None = None
 
 
-REQUEST_MODELS = (TuneBody, PromptBody, PackTuneBody)
+REQUEST_MODELS = (TuneBody, PromptBody, PackTuneBody, CaptionsBody)
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No valid API key"},
     404: {"model": Error, "description": "Unknown id"},
