@@ -666,6 +666,14 @@ def _rebuild_without(db: Database, patterns: dict[str, str]) -> None:
 
 
 @migrations()
+def m130_tune_photo_captions(db: Database) -> None:
+    """Captions of training photos (studio/captions.py): each tune's own caption of each of its
+    photos, on the link between the two, since one stored photo may serve several tunes (of
+    other tokens). NULL: not captioned yet (the training uses the instance prompt)."""
+    db.execute("ALTER TABLE tune_photos ADD COLUMN caption TEXT")
+
+
+@migrations()
 def m140_tune_follows_best_step(db: Database) -> None:
     """Whether a tune's prompts use its best checkpoint by likeness (the default, once the
     samples are scored) or the step its owner chose (`set_active_checkpoint` turns it off,

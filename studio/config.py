@@ -69,6 +69,7 @@ class Settings:
     ray_address: str | None = None  # STUDIO_RAY_ADDRESS: "auto" or "ray://host:10001"; None runs jobs in-process
     ray_workers: int = 0  # STUDIO_RAY_WORKERS: engine actors; 0 = one per GPU (on CPU: CPUs / ray_worker_cpus)
     ray_worker_cpus: int = 1  # STUDIO_RAY_WORKER_CPUS: CPUs each actor reserves (its torch threads)
+    captioner: str | None = None  # STUDIO_CAPTIONER: a captioning model's folder (studio/captions.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, space_storage: Path = SPACE_STORAGE) -> Settings:
@@ -124,6 +125,7 @@ class Settings:
             public_demo=public_demo,
             admins=tuple(a.strip() for a in env.get("STUDIO_ADMINS", "").split(",") if a.strip()),
             cpu_offload=_bool(env, "STUDIO_CPU_OFFLOAD", False),
+            captioner=(env.get("STUDIO_CAPTIONER") or "").strip() or None,
             quantize=None if (quantize := _choice(env, "STUDIO_QUANTIZE", "none", QUANTIZE)) == "none" else quantize,
             ray_address=(env.get("STUDIO_RAY_ADDRESS") or "").strip() or None,
             ray_workers=_int(env, "STUDIO_RAY_WORKERS", 0, low=0, high=4096),

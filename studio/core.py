@@ -10,6 +10,7 @@ each capability lives in one module:
     photos      Photos         uploads stored with their inspection, sets inspected, URLs fetched
     adapters    Adapters       uploaded LoRAs and face/style/pose avatars, the token help
     likeness    Likeness       reference embeddings and likeness scores of images and checkpoints
+    captions    Captions       captions of training photos: made, edited, read by training
     resolver    PromptResolver prompt text and tune -> the engine's GenerateRequest
     queue       JobQueue       enqueue, the worker, finished-job follow-ups and callbacks
     prompts     Prompts        create, run (generation), cancel, rerun, delete
@@ -38,6 +39,7 @@ from studio.jobs import JobRunner, Worker
 from studio.runtime import Runtime
 from studio.services.adapters import Adapters
 from studio.services.api_keys import ApiKeys
+from studio.services.captions import Captions
 from studio.services.likeness import Likeness
 from studio.services.likes import Likes
 from studio.services.models import DEMO_SOURCE, BaseModels
@@ -83,10 +85,22 @@ class Studio:
         self.prompts = Prompts(
             settings, store, files, self.runtime, self.photos, self.resolver, self.likeness, self.queue, self.views
         )
+        self.captions = Captions(store, self.runtime, self.photos)
         self.tunes = Tunes(
-            settings, store, files, self.runtime, self.models, self.photos, self.prompts, self.queue, self.views
+            settings,
+            store,
+            files,
+            self.runtime,
+            self.models,
+            self.photos,
+            self.prompts,
+            self.queue,
+            self.views,
+            self.captions,
         )
-        self.training = TrainingJob(settings, store, files, self.runtime, self.models, self.photos, self.likeness)
+        self.training = TrainingJob(
+            settings, store, files, self.runtime, self.models, self.photos, self.likeness, self.captions
+        )
         self.packs = Packs(settings, store, files, self.models, self.tunes, self.prompts, self.queue)
         self.likes = Likes(store)
         self.keys = ApiKeys(settings, store)
@@ -237,6 +251,9 @@ class Studio:
     score_likeness = _via("likeness", Likeness.score, "score_likeness")
     rescore_prompt = _via("likeness", Likeness.rescore_prompt)
     score_checkpoints = _via("likeness", Likeness.score_checkpoints)
+    # -- captions of training photos -----------------------------------------------------------
+    tune_captions = _via("captions", Captions.tune_captions)
+    set_captions = _via("captions", Captions.set_captions)
 
     # -- packs ---------------------------------------------------------------------------------
     create_pack = _via("packs", Packs.create_pack)

@@ -28,19 +28,30 @@ reference face) or:
 
 with `score`, `distance` and `face` None and `message` NO_FACE when no face was found.
 
-Copy-paste flag
----------------
-Reference models (a FaceID tune on FLUX.2 [klein] passes its face crops to the model) can paste
-an input face instead of drawing the person. An image from such a reference tune also gets
-`reference_similarity`, the highest cosine similarity of its reported face to any single
-reference crop's face (None without a face), and `copy_paste`, true when that similarity is at
-least `copy_threshold`: the similarity of faces COPY_DISTANCE_FRACTION (a quarter) of the
+Copy-paste ("too alike") flag
+-----------------------------
+A model can paste a face it was given or trained on instead of drawing the person: a reference
+model (a FaceID tune on FLUX.2 [klein] passes its face crops to the model) its input crops, a
+LoRA that overfits one of its training photos. An image of a scored tune therefore also gets
+`reference_similarity`, the highest cosine similarity of its reported face to any single one of
+those faces (the reference crops of a reference tune, else the best face of each training photo
+of the LoRA or FaceID tune; None without a face), and `copy_paste`, true when that similarity is
+at least `copy_threshold`: the similarity of faces COPY_DISTANCE_FRACTION (a quarter) of the
 backend's same-person distance apart, i.e. far closer than two real photos of one person get:
 
     dlib        same person from 0.916, a copy from 0.9947 (unit d < 0.1025)
     insightface same person from 0.395, a copy from 0.9622 (d < 0.275)
 
 Re-embedding the very same face crop (resized or slightly rotated) scores above 0.999 with dlib.
+
+Consistency of a pack run
+-------------------------
+A pack run on a tune (its prompts made from one pack) is consistent when its images look like
+the person alike. `consistency` reports, per tune, the `spread` (population standard deviation)
+of the face scores of the run's images with the mean, min and max, the tune's `typical` score
+(the median of every face score of the tune's images, the pack's and others'), and `below`: the
+prompts whose mean face score is under `typical - max(tune's own spread, MIN_MARGIN)`, or
+whose scored images show no face at all (score None), worst first.
 
 Rankings
 --------
@@ -64,6 +75,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.face_loss import NON_PERSON
 from studio.faces import FaceAnalyzer
 from studio.packs import wilson_lower_bound
 from studio.prompts import parse_prompt
@@ -76,11 +88,13 @@ LIKENESS_WEIGHT = 0.3
 #: Faces embedded per image at most, by detection score: a crowd scene costs no more than this.
 MAX_FACES = 5
 #: Tune classes whose subject has no human face for the face backends to find.
-NON_HUMAN = frozenset({"cat", "dog", "style"})
+NON_HUMAN = NON_PERSON
 #: A face this share of the same-person distance from a reference crop's is a copy of it: real
 #: photos of one person sit well apart inside the same-person distance, a pasted crop does not.
 COPY_DISTANCE_FRACTION = 0.25
 COPIES = "copies a reference"
+#: A prompt is below its tune's typical score by at least this much (consistency).
+MIN_MARGIN = 0.01
 
 
 def similarity_threshold(same_person_distance: float) -> float:
@@ -185,16 +199,21 @@ def score_image(
     return record
 
 
-def reference_from_photos(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> np.ndarray | None:
-    """A subject's reference embedding from its photos (RGB uint8 arrays): the unit mean of the
-    highest-scoring face of each photo that shows one, as a FaceID tune's is made; None when no
-    photo shows a face."""
-
+def best_faces(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The embedding of the highest-scoring face of each photo (RGB uint8 arrays) that shows one."""
     embeddings = []
     for rgb in photos:
         faces = analyzer.detect(rgb)
         if faces:
             embeddings.append(analyzer.embed(rgb, faces[0]))
+    return embeddings
+
+
+def reference_from_photos(analyzer: FaceAnalyzer, photos: Iterable[np.ndarray]) -> np.ndarray | None:
+    """A subject's reference embedding from its photos (RGB uint8 arrays): the unit mean of the
+    highest-scoring face of each photo that shows one, as a FaceID tune's is made; None when no
+    photo shows a face."""
+    embeddings = best_faces(analyzer, photos)
     return reference_embedding(embeddings) if embeddings else None
 
 
@@ -230,6 +249,52 @@ def rank_blended(rows: Iterable[Mapping[str, Any]], weight: float = LIKENESS_WEI
     return sorted(
         (with_stats(row, weight) for row in rows), key=lambda r: (-r["blended_score"], r["images_shown"], -r["id"])
     )
+
+
+def consistency(rows: Sequence[Mapping[str, Any]], tune_scores: Mapping[int, Sequence[float]]) -> list[dict[str, Any]]:
+    """The consistency of each pack run (module docstring) from its scored images (`rows` as
+    `Store.pack_run_images` gives them) and each tune's face scores; one dict per tune, in the
+    order of `rows`."""
+    runs: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        run = runs.setdefault(row["tune_id"], {"tune_title": row["tune_title"], "prompts": {}})
+        prompt = run["prompts"].setdefault(
+            row["prompt_id"],
+            {"prompt_id": row["prompt_id"], "pack_prompt_id": row["orig_prompt_id"], "text": row["text"], "scores": []},
+        )
+        if row["likeness_score"] is not None:
+            prompt["scores"].append(float(row["likeness_score"]))
+    out = []
+    for tune_id, run in runs.items():
+        scores = [s for p in run["prompts"].values() for s in p["scores"]]
+        own = list(tune_scores.get(tune_id) or scores)
+        typical = float(np.median(own)) if own else None
+        margin = max(float(np.std(own)) if own else 0.0, MIN_MARGIN)
+        below = []
+        for prompt in run["prompts"].values():
+            mean = float(np.mean(prompt["scores"])) if prompt["scores"] else None
+            if mean is None or (typical is not None and mean < typical - margin):
+                below.append({**{k: v for k, v in prompt.items() if k != "scores"}, "score": _round(mean)})
+        below.sort(key=lambda p: -2.0 if p["score"] is None else p["score"])
+        out.append(
+            {
+                "tune_id": tune_id,
+                "tune_title": run["tune_title"],
+                "prompts": len(run["prompts"]),
+                "faces": len(scores),
+                "mean": _round(float(np.mean(scores)) if scores else None),
+                "spread": _round(float(np.std(scores)) if scores else None),
+                "min": _round(min(scores) if scores else None),
+                "max": _round(max(scores) if scores else None),
+                "typical": _round(typical),
+                "below": below,
+            }
+        )
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def describe(record: Mapping[str, Any] | None) -> str:

@@ -234,6 +234,7 @@ MAX_STEPS = 150
 MAX_CFG = 30.0
 MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_SEED = 2**32 - 1
+MAX_BEST_OF = 8  # candidates per image at most: each costs a generation
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,7 @@ class PromptRequest:
     hires_scale: float = 2.0
     hires_denoising_strength: float = 0.5
     hires_steps: int | None = None
+    best_of: int = 1  # candidates per image; the most alike is kept (studio/services/best_of.py)
     # Said back on the prompt: fields accepted but not used and why (studio/prompt_fields.py),
     # or what the studio noticed making it (a pack placeholder left empty). Stored at creation,
     # first among the prompt's warnings when it finishes.
@@ -321,6 +323,7 @@ class PromptRequest:
     def validate(self) -> PromptRequest:
         """Check every field up front; returns self or raises PromptError naming the field."""
         _check_range("num_images", self.num_images, 1, MAX_IMAGES)
+        _check_range("best_of", self.best_of, 1, MAX_BEST_OF)
         if self.seed is not None:
             _check_range("seed", self.seed, 0, MAX_SEED)
         if self.steps is not None:
@@ -457,7 +460,7 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false":
 
 
 def _convert(key: str, value: Any) -> Any:
-    ints = {"num_images", "seed", "steps", "w", "h", "base_pack_id", "hires_steps"}
+    ints = {"num_images", "seed", "steps", "w", "h", "base_pack_id", "hires_steps", "best_of"}
     floats = {
         "cfg_scale",
         "denoising_strength",

@@ -31,6 +31,7 @@ class Runtime:
         self._engine = engine
         self._face_analyzer = face_analyzer
         self._lock = threading.Lock()
+        self._captioner: Any = None
         self._analyzers: dict[str, Any] = {}  # other backends that made tune references
         self._pool = None  # worker processes for inspecting sets
         # On a ZeroGPU Space generations run through spaces.GPU (studio/zerogpu.py).
@@ -120,6 +121,17 @@ class Runtime:
             if self._face_analyzer is None:
                 self._face_analyzer = open_analyzer(self.settings.face_backend)
             return self._face_analyzer
+
+    @property
+    def captioner(self):
+        """The captioning model of training photos (STUDIO_CAPTIONER, studio/captions.py), or
+        None when none is configured. Tests set `_captioner` to one of their own."""
+        with self._lock:
+            if self._captioner is None and self.settings.captioner:
+                from studio.captions import TransformersCaptioner
+
+                self._captioner = TransformersCaptioner(self.settings.captioner)
+            return self._captioner
 
     def analyzer_for(self, backend: str):
         """The analyzer of `backend` (the one that made a reference): the studio's own when it

@@ -94,6 +94,8 @@ def train_lora(
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     resume_from: Path | None = None,
+    masks: Sequence[Any] | None = None,
+    captions: Sequence[str | None] | None = None,
 ) -> TrainedLora:
     """Train a DreamBooth LoRA on `model` (a diffusers folder, hub id, or single `.safetensors`
     checkpoint of `family`: 'sd15', 'sdxl', 'flux1' or 'flux2') from PIL `images`, into
@@ -119,7 +121,15 @@ def train_lora(
     resumed run draws the same noise, timesteps and images as an uninterrupted one, so it ends
     with the same weights on the same machine and precision (bit for bit on CPU; on CUDA as
     reproducible as its kernels). ResumeStateError, before the base model loads where it can
-    tell, when the checkpoint is missing, damaged or from other settings."""
+    tell, when the checkpoint is missing, damaged or from other settings.
+
+    `masks` (one per image: a float (H, W) array or PIL "F" image of the image's own size, as
+    `studio.face_loss.loss_mask` makes them) weigh the loss per latent: they are fitted and
+    cropped as the images are, averaged down to the latent grid and laid out as the target, so a
+    region of weight 0 does not reach the gradient. `captions` (one per image; None or "" for
+    the instance prompt) are what the text encoder reads for each image: every distinct caption
+    is encoded once (each step when the text encoder trains), and each draw of an image trains on
+    the instance prompt instead with probability `settings.caption_dropout`."""
     import torch
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params
@@ -131,6 +141,11 @@ def train_lora(
     if not images:
         raise InvalidInput("Training needs at least one photo.", field="images")
     check_family_settings(settings, family)
+    if masks is not None and len(masks) != len(images):
+        raise ValueError(f"{len(masks)} loss masks for {len(images)} images")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} images")
+    texts = [c or settings.instance_prompt for c in captions] if captions is not None else None
     resume = _read_resume_state(Path(resume_from), settings) if resume_from is not None else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +181,9 @@ def train_lora(
     #    latent distribution of every image; then the denoiser takes the dropped encoders' place.
     flow = OBJECTIVES[facts.latent_format](pipe, fam, settings, device)
     with torch.no_grad(), autocast:
-        flow.encode_prompt(train_text=bool(trained_text))
+        flow.encode_prompt(train_text=bool(trained_text), texts=texts or ())
     pixels = _pixels(images, settings.size).to(device, dtype=weight_dtype)
+    pixel_masks = None if masks is None else _mask_pixels(masks, settings.size).to(device)
     with torch.no_grad(), autocast:
         dists = [pipe.vae.encode(pixels[i : i + 4]).latent_dist for i in range(0, len(pixels), 4)]
     latent_mean = torch.cat([d.mean for d in dists]).float()
@@ -221,9 +237,16 @@ def train_lora(
         batch, order = order[: settings.train_batch_size], order[settings.train_batch_size :]
         mean, std = latent_mean[batch], latent_std[batch]
         latents = flow.latents(mean + std * torch.randn(mean.shape, generator=generator).to(device))
+        batch_texts = None
+        if texts is not None:
+            batch_texts = [texts[i] for i in batch]
+            if settings.caption_dropout > 0:
+                dropped_out = torch.rand(len(batch), generator=generator) < settings.caption_dropout
+                batch_texts = [settings.instance_prompt if d else t for t, d in zip(batch_texts, dropped_out.tolist())]
         with autocast:
-            prediction, target, weighting = flow.predict(latents, generator)
-        loss = flow.loss(prediction, target, weighting)
+            prediction, target, weighting = flow.predict(latents, generator, batch_texts)
+        mask = None if pixel_masks is None else flow.loss_mask(pixel_masks[batch], latents)
+        loss = flow.loss(prediction, target, weighting, mask)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -250,6 +273,8 @@ def train_lora(
                 model=str(model),
                 num_images=len(images),
                 step=step,
+                masked=masks is not None,
+                captions=texts,
             )
             weights = _save_lora(components, facts.lora_naming, folder / WEIGHTS_NAME, meta)
             sample = None
@@ -386,6 +411,21 @@ def _pixels(images: Sequence[Any], size: tuple[int, int]):
         fitted = ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
         arrays.append(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _mask_pixels(masks: Sequence[Any], size: tuple[int, int]):
+    """Loss masks fitted to `size` as `_pixels` fits their images (same scale and centre
+    crop), as a (N, 1, H, W) float tensor."""
+    import torch
+    from PIL import Image, ImageOps
+
+    width, height = size
+    arrays = []
+    for mask in masks:
+        image = mask if isinstance(mask, Image.Image) else Image.fromarray(np.asarray(mask, np.float32))
+        fitted = ImageOps.fit(image, (width, height), method=Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(fitted, dtype=np.float32))
+    return torch.from_numpy(np.stack(arrays))[:, None].contiguous()
 
 
 def _save_lora(components: list, naming: str, path: Path, metadata: dict[str, str]) -> Path:
@@ -566,10 +606,21 @@ def _sample(pipe, denoiser, inputs: Callable[[], dict], settings: TrainSettings,
 
 
 def _metadata(
-    settings: TrainSettings, *, family: str, title: str, trigger: str, model: str, num_images: int, step: int
+    settings: TrainSettings,
+    *,
+    family: str,
+    title: str,
+    trigger: str,
+    model: str,
+    num_images: int,
+    step: int,
+    masked: bool = False,
+    captions: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """safetensors metadata: Stability's model spec (`modelspec.*`) and kohya's `ss_*` keys, so
-    A1111, ComfyUI and kohya's tools show what the LoRA is and how it was made."""
+    A1111, ComfyUI and kohya's tools show what the LoRA is and how it was made (kohya's
+    `ss_masked_loss`, `ss_caption_dropout_rate` and caption tag frequencies included; the face
+    and background weights as `ss_face_loss_weight` / `ss_background_loss_weight`)."""
     width, height = settings.size
     fam = FAMILIES[family]
     extra = {"ss_weighting_scheme": settings.weighting_scheme} if fam.objective == "flow" else {}
@@ -599,9 +650,25 @@ def _metadata(
         "ss_seed": str(settings.seed),
         "ss_network_train_unet_only": str(not settings.train_text_encoder),
         "ss_output_name": title,
-        "ss_tag_frequency": json.dumps({"instance": {trigger: num_images}}),
+        "ss_tag_frequency": json.dumps({"instance": _tag_frequency(captions, trigger, num_images)}),
+        "ss_masked_loss": str(masked),
+        "ss_face_loss_weight": str(settings.face_loss_weight),
+        "ss_background_loss_weight": str(settings.background_loss_weight),
+        "ss_caption_dropout_rate": str(settings.caption_dropout if captions else 0.0),
         **extra,
     }
+
+
+def _tag_frequency(captions: Sequence[str] | None, trigger: str, num_images: int) -> dict[str, int]:
+    """kohya's tag counts: each comma-separated tag of the captions, or the trigger per image."""
+    if not captions:
+        return {trigger: num_images}
+    counts: dict[str, int] = {}
+    for caption in captions:
+        for tag in (t.strip() for t in caption.split(",")):
+            if tag:
+                counts[tag] = counts.get(tag, 0) + 1
+    return counts
 
 
 def _tensor_hash(tensors: Mapping[str, Any]) -> str:

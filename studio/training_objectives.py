@@ -1,10 +1,12 @@
 """What a LoRA training step computes, per family: `studio.training.train_lora` runs one of
 these objectives, chosen by the family's `TrainingFacts.latent_format`.
 
-Each objective caches the prompt's encoding (`encode_prompt`), turns a latent sampled from the
-VAE into the denoiser's input (`latents`), predicts and gives the target (`predict`), reduces the
-error to the loss (`loss`), and says what the pipeline needs for a checkpoint's sample image
-(`sample_inputs`). Randomness comes only from the generator passed in, so a resumed training
+Each objective caches the encoding of the instance prompt and of every photo caption
+(`encode_prompt`), turns a latent sampled from the VAE into the denoiser's input (`latents`),
+predicts from each batch item's text and gives the target (`predict`), reduces the error to the
+loss (`loss`), weighing it per latent by the face-focused mask when there is one (`loss_mask`
+lays the mask out as the target is: studio/face_loss.py), and says what the pipeline needs for
+a checkpoint's sample image (`sample_inputs`). Randomness comes only from the generator passed in, so a resumed training
 draws what an uninterrupted one would.
 
 torch and diffusers are imported inside the methods that need them.
@@ -20,6 +22,24 @@ from studio.tune_requests import TrainSettings
 _LOGIT_MEAN, _LOGIT_STD, _MODE_SCALE = 0.0, 1.0, 1.29
 
 
+def _masked_mean(error, mask):
+    """Per item: the mask-weighted mean of `error` (weights summing to 0 give 0); then the batch
+    mean. Errors where the mask is 0 do not reach the loss or its gradient."""
+    import torch
+
+    error, mask = error.reshape(len(error), -1), mask.reshape(len(mask), -1).to(error.dtype)
+    return (torch.sum(error * mask, 1) / torch.sum(mask, 1).clamp_min(1e-8)).mean()
+
+
+def _latent_mask(mask, latents):
+    """A pixel mask (B, 1, H, W) averaged over each latent's area and repeated over the latent
+    channels: (B, C, h, w) as `latents`."""
+    import torch.nn.functional as F
+
+    small = F.interpolate(mask.float(), size=tuple(latents.shape[-2:]), mode="area")
+    return small.expand(-1, latents.shape[1], -1, -1).to(latents.device)
+
+
 class EpsilonObjective:
     """SD 1.5 / SDXL: DDPM noise at uniform timesteps; the UNet predicts the noise (or v)."""
 
@@ -33,16 +53,28 @@ class EpsilonObjective:
         width, height = settings.size
         dtype = pipe.vae.dtype  # the precision the model was loaded in
         self.time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=dtype)
-        self.cached = None
+        self.cached: dict[str, tuple] = {}
 
-    def encode_prompt(self, *, train_text: bool) -> None:
+    def encode_prompt(self, *, train_text: bool, texts=()) -> None:
+        """Encode the instance prompt and `texts` (the captions) once, unless the text encoder
+        trains: then every step encodes its batch's texts."""
         if not train_text:
-            self.cached = _encode_sd_prompt(self.pipe, self.settings.instance_prompt, self.device)
+            for text in dict.fromkeys([self.settings.instance_prompt, *texts]):
+                self.cached[text] = _encode_sd_prompt(self.pipe, text, self.device)
+
+    def _encoded(self, texts):
+        import torch
+
+        pairs = [self.cached.get(t) or _encode_sd_prompt(self.pipe, t, self.device) for t in texts]
+        pooled = None if pairs[0][1] is None else torch.cat([p for _, p in pairs])
+        return torch.cat([e for e, _ in pairs]), pooled
 
     def latents(self, sampled):
         return sampled * self.scaling
 
-    def predict(self, latents, generator):
+    def predict(self, latents, generator, texts=None):
+        """(prediction, target, None) for a batch; `texts` is each item's prompt (None: the
+        instance prompt for all)."""
         import torch
 
         size = len(latents)
@@ -50,22 +82,25 @@ class EpsilonObjective:
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (size,), generator=generator)
         timesteps = timesteps.to(self.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
-        embeds, pooled = self.cached or _encode_sd_prompt(self.pipe, self.settings.instance_prompt, self.device)
+        embeds, pooled = self._encoded(texts or [self.settings.instance_prompt] * size)
         extra = {}
         if pooled is not None:  # SDXL's added conditioning
-            extra = {
-                "added_cond_kwargs": {"text_embeds": pooled.repeat(size, 1), "time_ids": self.time_ids.repeat(size, 1)}
-            }
-        prediction = self.pipe.unet(noisy, timesteps, embeds.repeat(size, 1, 1), **extra).sample
+            extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": self.time_ids.repeat(size, 1)}}
+        prediction = self.pipe.unet(noisy, timesteps, embeds, **extra).sample
         if self.scheduler.config.prediction_type == "v_prediction":
             target = self.scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
         return prediction, target, None
 
-    def loss(self, prediction, target, weighting):
+    def loss_mask(self, mask, latents):
+        return _latent_mask(mask, latents)
+
+    def loss(self, prediction, target, weighting, mask=None):
         import torch.nn.functional as F
 
+        if mask is not None:
+            return _masked_mean((prediction.float() - target.float()) ** 2, mask)
         return F.mse_loss(prediction.float(), target.float())
 
     def sample_inputs(self) -> dict:
@@ -91,7 +126,9 @@ class FlowObjective:
             self.guidance = torch.tensor([fam.default_guidance_scale], device=device)
         self.ids = None
 
-    def predict(self, latents, generator):
+    def predict(self, latents, generator, texts=None):
+        """(prediction, target, sigmas) for a batch; `texts` is each item's prompt (None: the
+        instance prompt for all)."""
         import torch
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
@@ -117,33 +154,45 @@ class FlowObjective:
             guidance=guidance,
             img_ids=self.image_ids(latents),
             return_dict=False,
-            **self.conditioning(size),
+            **self.conditioning(texts or [self.settings.instance_prompt] * size),
         )[0]
         return prediction[:, : target.shape[1]], target, sigmas.view(-1, 1, 1)
 
-    def loss(self, prediction, target, sigmas):
+    def loss_mask(self, mask, latents):
+        """The mask laid out as the target: per latent, then packed into tokens as latents are."""
+        return self.pack(_latent_mask(mask, latents).to(latents.dtype))
+
+    def loss(self, prediction, target, sigmas, mask=None):
         import torch
         from diffusers.training_utils import compute_loss_weighting_for_sd3
 
         weighting = compute_loss_weighting_for_sd3(self.settings.weighting_scheme, sigmas)
-        error = (weighting.float() * (prediction.float() - target.float()) ** 2).reshape(len(target), -1)
-        return torch.mean(error, 1).mean()
+        error = weighting.float() * (prediction.float() - target.float()) ** 2
+        if mask is not None:
+            return _masked_mean(error, mask)
+        return torch.mean(error.reshape(len(target), -1), 1).mean()
 
 
 class Flux1Objective(FlowObjective):
     """FLUX.1: latents shifted and scaled by the VAE's factors, 2x2 patches packed into tokens
     with (t, h, w) ids; T5 sequence embeddings and CLIP's pooled embedding condition it."""
 
-    def encode_prompt(self, *, train_text: bool) -> None:
-        self.embeds, self.pooled, self.text_ids = self.pipe.encode_prompt(
-            prompt=self.settings.instance_prompt, prompt_2=None, device=self.device, max_sequence_length=512
-        )
+    def encode_prompt(self, *, train_text: bool, texts=()) -> None:
+        self.encoded = {}
+        for text in dict.fromkeys([self.settings.instance_prompt, *texts]):
+            self.encoded[text] = self.pipe.encode_prompt(
+                prompt=text, prompt_2=None, device=self.device, max_sequence_length=512
+            )
+        self.embeds, self.pooled, self.text_ids = self.encoded[self.settings.instance_prompt]
         self.train_text = train_text  # CLIP trains: its pooled embedding is computed every step
 
-    def _pooled(self):
+    def _pooled(self, texts=None):
+        import torch
+
+        texts = texts or [self.settings.instance_prompt]
         if not self.train_text:
-            return self.pooled
-        return self.pipe._get_clip_prompt_embeds(self.settings.instance_prompt, device=self.device)
+            return torch.cat([self.encoded[t][1] for t in texts])
+        return self.pipe._get_clip_prompt_embeds(list(texts), device=self.device)
 
     def latents(self, sampled):
         config = self.pipe.vae.config
@@ -159,10 +208,12 @@ class Flux1Objective(FlowObjective):
             self.ids = self.pipe._prepare_latent_image_ids(1, height // 2, width // 2, self.device, latents.dtype)
         return self.ids
 
-    def conditioning(self, size: int) -> dict:
+    def conditioning(self, texts) -> dict:
+        import torch
+
         return {
-            "encoder_hidden_states": self.embeds.repeat(size, 1, 1),
-            "pooled_projections": self._pooled().repeat(size, 1),
+            "encoder_hidden_states": torch.cat([self.encoded[t][0] for t in texts]),
+            "pooled_projections": self._pooled(texts),
             "txt_ids": self.text_ids,
         }
 
@@ -182,10 +233,11 @@ class Flux2Objective(FlowObjective):
         self.bn_mean = bn.running_mean.view(1, -1, 1, 1).float().to(device)
         self.bn_std = torch.sqrt(bn.running_var.view(1, -1, 1, 1).float() + eps).to(device)
 
-    def encode_prompt(self, *, train_text: bool) -> None:
-        self.embeds, self.text_ids = self.pipe.encode_prompt(
-            prompt=self.settings.instance_prompt, device=self.device, max_sequence_length=512
-        )
+    def encode_prompt(self, *, train_text: bool, texts=()) -> None:
+        self.encoded = {}
+        for text in dict.fromkeys([self.settings.instance_prompt, *texts]):
+            self.encoded[text] = self.pipe.encode_prompt(prompt=text, device=self.device, max_sequence_length=512)
+        self.embeds, self.text_ids = self.encoded[self.settings.instance_prompt]
         # the samples' unconditional side of true classifier-free guidance: an empty prompt
         self.negative, _ = self.pipe.encode_prompt(prompt="", device=self.device, max_sequence_length=512)
 
@@ -200,10 +252,12 @@ class Flux2Objective(FlowObjective):
             self.ids = self.pipe._prepare_latent_ids(latents).to(self.device)
         return self.ids
 
-    def conditioning(self, size: int) -> dict:
+    def conditioning(self, texts) -> dict:
+        import torch
+
         return {
-            "encoder_hidden_states": self.embeds.repeat(size, 1, 1),
-            "txt_ids": self.text_ids.repeat(size, 1, 1),
+            "encoder_hidden_states": torch.cat([self.encoded[t][0] for t in texts]),
+            "txt_ids": self.text_ids.repeat(len(texts), 1, 1),
         }
 
     def sample_inputs(self) -> dict:

@@ -47,16 +47,25 @@ DEFAULTS: dict[str, Any] = {
     "face_crop_ratio": 2.0,
     "face_restore": False,
     "sample_steps": 20,
+    # Face-focused loss (studio/face_loss.py): None is by class, on for people, off otherwise.
+    "face_loss_weight": None,
+    "background_loss_weight": None,
+    # Share of steps that train a photo on the instance prompt instead of its caption.
+    "caption_dropout": 0.1,
 }
 PRESETS: dict[str, dict[str, Any]] = {
-    "portrait": {"face_crop": True, "face_crop_ratio": 2.0, "steps_per_image": 100, "rank": 16},
+    "portrait": {"face_crop": True, "face_crop_ratio": 2.0, "steps_per_image": 100, "min_train_steps": 300, "rank": 16},
     "style": {
         "face_crop": False,
         "steps_per_image": 150,
+        "min_train_steps": 300,
         "rank": 32,
         "lr_scheduler": "cosine",
         "instance_prompt": "an image in {token} style",
     },
+    # Astria's step rule on any family: 27 steps per photo, at least 300 (10 photos: 300 steps,
+    # 20 photos: 540), the rest as the defaults.
+    "per-photo": {"steps_per_image": 27, "min_train_steps": 300},
     "fast": {"max_train_steps": 8, "resolution": 64, "rank": 4, "learning_rate": 2e-4, "sample_steps": 4},
     # Astria's Flux presets. Astria publishes what they are for and, for portrait and fast, the
     # step rule (27 steps per photo, at least 300); the other values are the studio's.
@@ -109,7 +118,10 @@ class TuneRequest:
     Astria's `steps`; without it, `steps_per_image` times the number of good photos is used.
     `face_crop_ratio` (>= 1: more of the head and shoulders) and `resize` (width, height) are
     Novita's `face_crop_region` and `resize` components; `face_restore` its `face_restore`
-    (Astria's `training_face_correct`), applied when a face-restore model is installed."""
+    (Astria's `training_face_correct`), applied when a face-restore model is installed.
+    `face_loss_weight` and `background_loss_weight` weigh the loss by region
+    (studio/face_loss.py; None: on for people, off otherwise). `captions` are the photos' own
+    captions, in upload order (None or "" for one: made from its inspection)."""
 
     title: str
     name: str
@@ -138,6 +150,10 @@ class TuneRequest:
     face_crop_ratio: float | None = None
     resize: tuple[int, int] | None = None
     face_restore: bool | None = None
+    face_loss_weight: float | None = None
+    background_loss_weight: float | None = None
+    caption_dropout: float | None = None
+    captions: tuple[str | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,10 @@ class TrainSettings:
     sample image is written every `checkpointing_steps` steps (0: only at the end). Mixed
     precision and gradient checkpointing are used on CUDA and left off elsewhere when 'auto'.
     `weighting_scheme` is how a flow-matching (Flux) training draws its timesteps and weighs
-    its loss (diffusers' `weighting_scheme`: logit-normal sampling by default); SD ignores it."""
+    its loss (diffusers' `weighting_scheme`: logit-normal sampling by default); SD ignores it.
+    `face_loss_weight` and `background_loss_weight` weigh the loss by region (studio/face_loss.py;
+    both 1: the plain loss). With captions, `caption_dropout` is the share of photo draws trained
+    on `instance_prompt` instead of the photo's caption."""
 
     instance_prompt: str
     max_train_steps: int
@@ -165,6 +184,9 @@ class TrainSettings:
     mixed_precision: str = "auto"
     gradient_checkpointing: bool | None = None
     weighting_scheme: str = "logit_normal"
+    face_loss_weight: float = 1.0
+    background_loss_weight: float = 1.0
+    caption_dropout: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,6 +246,14 @@ def check_request(request: TuneRequest) -> None:
             raise InvalidInput("resize is (width, height), e.g. (512, 512).", field="resize")
         for value in request.resize:
             _size(value, "resize")
+    for name in ("face_loss_weight", "background_loss_weight"):
+        value = getattr(request, name)
+        if value is not None and not 0.0 <= float(value) <= 10.0:
+            raise InvalidInput(f"{name} must be between 0 and 10 (1 weighs the region as the rest).", field=name)
+    if request.caption_dropout is not None and not 0.0 <= float(request.caption_dropout) <= 1.0:
+        raise InvalidInput("caption_dropout must be between 0 and 1.", field="caption_dropout")
+    if request.captions is not None:
+        check_captions(request.captions, request.token)
     if request.face_crop_ratio is not None and not 1.0 <= float(request.face_crop_ratio) <= 4.0:
         raise InvalidInput("face_crop_ratio must be between 1.0 (just the face) and 4.0.", field="face_crop_ratio")
     if len(request.prompts) > 100:
@@ -255,7 +285,9 @@ _INT_FIELDS = frozenset(
         "checkpointing_steps",
     }
 )
-_FLOAT_FIELDS = frozenset({"learning_rate", "face_crop_ratio"})
+_FLOAT_FIELDS = frozenset(
+    {"learning_rate", "face_crop_ratio", "face_loss_weight", "background_loss_weight", "caption_dropout"}
+)
 _BOOL_FIELDS = frozenset({"train_text_encoder", "face_crop", "face_restore"})
 
 
@@ -295,6 +327,10 @@ def _convert(name: str, value: Any) -> Any:
             return tuple(int(v) for v in (value.split("x") if isinstance(value, str) else value))
         if name == "characteristics":
             return json.loads(value) if isinstance(value, str) else dict(value)
+        if name == "captions":
+            items = json.loads(value) if isinstance(value, str) and value.lstrip().startswith("[") else value
+            items = [items] if isinstance(items, str) else list(items)
+            return tuple(None if c in (None, "") else str(c) for c in items)
         if name == "prompts":
             return tuple(_prompt_spec(p) for p in (json.loads(value) if isinstance(value, str) else value))
     except (TypeError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested too deep
@@ -377,6 +413,7 @@ def plan_training(
         raise InvalidInput(f"instance_prompt must contain the token {request.token!r}.", field="instance_prompt")
     side = values.get("resolution") or native_resolution
     size = tuple(values["resize"]) if values.get("resize") else (side, side)
+    face_weight, background_weight = face_loss_weights(values, request.name)
     checkpointing = values.get("checkpointing_steps")
     if checkpointing is None:
         checkpointing = max(1, steps // 4) if steps >= 4 else 0
@@ -393,10 +430,48 @@ def plan_training(
         train_text_encoder=bool(values["train_text_encoder"]),
         checkpointing_steps=int(checkpointing),
         sample_steps=int(values["sample_steps"]),
+        face_loss_weight=face_weight,
+        background_loss_weight=background_weight,
+        caption_dropout=float(values["caption_dropout"]),
     )
     if family is not None:
         check_family_settings(settings, family)
     return settings
+
+
+def face_loss_weights(values: Mapping[str, Any], name: str) -> tuple[float, float]:
+    """(face, background) loss weights of resolved `values` for subject class `name`: what the
+    request or preset says, else the person defaults (studio/face_loss.py) for a human class
+    and the plain loss (1, 1) for a pet or a style."""
+    from studio.face_loss import NON_PERSON, PERSON_BACKGROUND_WEIGHT, PERSON_FACE_WEIGHT
+
+    person = name not in NON_PERSON
+    face, background = values.get("face_loss_weight"), values.get("background_loss_weight")
+    if face is None:
+        face = PERSON_FACE_WEIGHT if person else 1.0
+    if background is None:
+        background = PERSON_BACKGROUND_WEIGHT if person else 1.0
+    return float(face), float(background)
+
+
+#: A caption longer than this is refused (CLIP reads 77 tokens; T5 and Qwen more).
+MAX_CAPTION = 500
+
+
+def check_captions(captions: Any, token: str) -> None:
+    """InvalidInput naming `captions` unless each is None/"" (made from the photo) or a text of
+    at most MAX_CAPTION characters that contains the tune's token (the LoRA learns the token from
+    the captions)."""
+    for caption in captions:
+        if caption in (None, ""):
+            continue
+        if not isinstance(caption, str) or len(caption) > MAX_CAPTION:
+            raise InvalidInput(f"Each caption is a text of at most {MAX_CAPTION} characters.", field="captions")
+        refuse_bidi(caption, "captions")
+        if token not in re.findall(r"[A-Za-z0-9_]+", caption):
+            raise InvalidInput(
+                f"Each caption must contain the tune's token {token!r} (got {caption!r}).", field="captions"
+            )
 
 
 def check_family_settings(settings: TrainSettings, family: str) -> None:

@@ -17,6 +17,7 @@ ROUTES = {
     "/tunes/{tune_id}/prompts": {"get", "post"},
     "/tunes/{tune_id}/photos/{photo_id}": {"get"},
     "/tunes/{tune_id}/lora.safetensors": {"get"},
+    "/tunes/{tune_id}/captions": {"get", "patch"},
     "/tunes/{tune_id}/prompts/{prompt_id}": {"get", "delete"},
     "/prompts": {"get"},
     "/prompts/{prompt_id}": {"get", "delete"},

@@ -4,10 +4,11 @@ reference models can paste an input face instead of drawing the person."""
 
 import numpy as np
 import pytest
-from photos import encode, friend
+from photos import encode, friend, mirrored, rotated
 
 from studio import likeness
 from studio.tune_requests import TuneRequest
+from studio.ui.common import likeness_badge
 
 # Rachel's head in friend("rachel") at 512 px, kept as the reference tune's one crop.
 RACHEL_HEAD = (40, 100, 340, 400)
@@ -74,10 +75,22 @@ def test_a_prompts_likeness_list_carries_the_flag_and_other_tunes_have_none(stud
     first, second = studio.rescore_prompt(prompt["id"])["likeness"]
     assert (first["copy_paste"], second["copy_paste"]) == (True, False)
     assert first["reference_similarity"] > second["reference_similarity"]
+    # the Gallery's "Copies a training photo" filter finds it
+    assert [p["id"] for p in studio.gallery(likeness="copy")] == [prompt["id"]]
+    assert "too alike: a copy" in likeness_badge(first) and "too alike" not in likeness_badge(second)
 
+
+def test_a_training_photo_pasted_as_the_output_of_a_plain_tune_is_flagged_as_a_copy(studio):
+    """A LoRA or FaceID tune without reference crops is compared with its training photos: one of
+    them pasted as an output is a copy, another photo of the same person is not."""
     plain = studio.create_tune(
         TuneRequest(title="Rachel plain", name="woman", model_type="faceid"),
         photos=[("r.jpg", encode(friend("rachel")))],
     )
-    record = studio.score_likeness(plain["id"], friend("rachel").crop(RACHEL_HEAD))
-    assert record["same_person"] and "copy_paste" not in record and "reference_similarity" not in record
+    pasted = studio.score_likeness(plain["id"], friend("rachel").crop(RACHEL_HEAD).resize((256, 256)))
+    assert pasted["same_person"] and pasted["copy_paste"]
+    assert pasted["reference_similarity"] >= likeness.copy_threshold(0.41)
+    same_person = studio.score_likeness(plain["id"], mirrored(rotated(friend("rachel"), 8)))
+    assert same_person["same_person"] and not same_person["copy_paste"]
+    other = studio.score_likeness(plain["id"], friend("joey"))
+    assert not other["copy_paste"] and other["reference_similarity"] < pasted["reference_similarity"]

@@ -20,6 +20,7 @@ CALLED = {
     "delete_tune",
     "set_active_checkpoint",
     "use_best_step",
+    "set_captions",
     "add_lora",
     "add_avatar",
     "delete_adapter",
@@ -98,6 +99,10 @@ def test_every_api_name_works_from_gradio_client(live_url, studio, tmp_path):
         assert not studio.get_tune(tune["id"])["use_best_step"]  # a step picked by hand
         call("use_best_step", Tune=str(tune["id"]))
         assert studio.get_tune(tune["id"])["use_best_step"]
+        photo_id = studio.get_tune(tune["id"])["captions"][0]["photo_id"]
+        caption = f"photo of {tune['token']} woman, smiling, plain background"
+        call("set_captions", Tune=str(tune["id"]), Photo=str(photo_id), Caption=caption)
+        assert studio.get_tune(tune["id"])["captions"][0]["caption"] == caption
 
         call(
             "create_tune",

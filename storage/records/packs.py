@@ -168,6 +168,38 @@ class Packs(Records):
             "FROM pack_prompts ORDER BY pack_prompts.id"
         )
 
+    def pack_run_images(self, pack_id: int, owner: str | None = None, *, tunes: int = 20) -> list[dict]:
+        """The scored images of the pack's runs on the `tunes` tunes (of `owner`; None: anyone's)
+        most recently run with it: per image its tune (tune_id, tune_title), prompt (prompt_id,
+        text, orig_prompt_id) and likeness_score (NULL: no face) / likeness_match."""
+        return self._query(
+            "WITH runs AS (SELECT prompts.tune_id, MAX(prompts.id) AS latest FROM prompts "
+            "JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id JOIN tunes ON tunes.id = prompts.tune_id "
+            "WHERE pack_prompts.pack_id = ? AND (? IS NULL OR tunes.owner = ?) "
+            "GROUP BY prompts.tune_id ORDER BY latest DESC LIMIT ?) "
+            "SELECT prompts.tune_id, tunes.title AS tune_title, prompts.id AS prompt_id, prompts.text, "
+            "prompts.orig_prompt_id, images.likeness_score, images.likeness_match FROM runs "
+            "JOIN prompts ON prompts.tune_id = runs.tune_id JOIN tunes ON tunes.id = prompts.tune_id "
+            "JOIN pack_prompts ON pack_prompts.id = prompts.orig_prompt_id AND pack_prompts.pack_id = ? "
+            "JOIN images ON images.prompt_id = prompts.id WHERE images.likeness_match IS NOT NULL "
+            "ORDER BY runs.latest DESC, prompts.id, images.idx",
+            [pack_id, owner, owner, tunes, pack_id],
+        )
+
+    def tune_likeness_scores(self, tune_ids: list[int]) -> dict[int, list[float]]:
+        """Every face score of the images of each tune (all its prompts), by tune id."""
+        out: dict[int, list[float]] = {tune_id: [] for tune_id in tune_ids}
+        if not tune_ids:
+            return out
+        rows = self._query(
+            "SELECT prompts.tune_id, images.likeness_score FROM images JOIN prompts ON prompts.id = images.prompt_id "
+            f"WHERE images.likeness_score IS NOT NULL AND prompts.tune_id IN ({', '.join('?' * len(tune_ids))})",
+            tune_ids,
+        )
+        for row in rows:
+            out[row["tune_id"]].append(float(row["likeness_score"]))
+        return out
+
     def recount_likeness(self, table: str) -> list[dict]:
         """Each pack prompt's (`table` 'pack_prompts') or pack's ('packs') likeness counters
         counted from the image rows, beside the trigger-kept ones (prefixed `counter_`): the slow

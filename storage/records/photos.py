@@ -55,12 +55,22 @@ class Photos(Records):
                 )
 
     def tune_photos(self, tune_id: int) -> list[dict]:
-        """The tune's photos in the order they were linked."""
+        """The tune's photos in the order they were linked, each with the tune's `caption` of it
+        (None when it has none)."""
         return self._query(
-            "SELECT photos.* FROM photos JOIN tune_photos ON tune_photos.photo_id = photos.id "
+            "SELECT photos.*, tune_photos.caption FROM photos JOIN tune_photos ON tune_photos.photo_id = photos.id "
             "WHERE tune_photos.tune_id = ? ORDER BY tune_photos.position",
             [tune_id],
         )
+
+    def set_captions(self, tune_id: int, captions: dict[int, str | None]) -> None:
+        """Set the tune's caption of each photo id in `captions` (None clears it)."""
+        with self._lock, self.db.atomic():
+            for photo_id, caption in captions.items():
+                self.db.execute(
+                    "UPDATE tune_photos SET caption = ? WHERE tune_id = ? AND photo_id = ?",
+                    [caption, tune_id, photo_id],
+                )
 
     def orphan_photos(self) -> list[dict]:
         """Photos no tune uses any more (candidates for deletion from disk)."""

@@ -15,6 +15,9 @@ _LIKENESS_FILTERS = {
     "match": "EXISTS (SELECT 1 FROM images WHERE images.prompt_id = prompts.id AND images.likeness_match = 1)",
     "miss": "EXISTS (SELECT 1 FROM images WHERE images.prompt_id = prompts.id AND images.likeness_match = 0) "
     "AND NOT EXISTS (SELECT 1 FROM images WHERE images.prompt_id = prompts.id AND images.likeness_match = 1)",
+    # an image whose face copies a training photo or reference crop (studio/likeness.py)
+    "copy": "EXISTS (SELECT 1 FROM images WHERE images.prompt_id = prompts.id "
+    "AND json_extract(images.likeness, '$.copy_paste') = 1)",
 }
 _GALLERY_ORDERS = {
     "newest": "prompts.id DESC",

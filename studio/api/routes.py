@@ -43,6 +43,7 @@ from studio.api.auth import Acting, Caller, caller
 from studio.api.schemas import (
     ERRORS,
     REQUEST_MODELS,
+    CaptionsBody,
     GalleryTune,
     Like,
     Message,
@@ -146,6 +147,24 @@ def build_router() -> APIRouter:
         path = _studio(request).tune_photo_file(tune_id, photo_id, principal=acting)
         headers = {"Cache-Control": "private", **NOSNIFF}
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), headers=headers)
+
+    @router.get("/tunes/{tune_id}/captions", tags=["tunes"], responses=_errors(404))
+    def tune_captions(request: Request, tune_id: Id, acting: Acting) -> list[dict]:
+        """Each training photo's caption: [{photo_id, filename, caption}] in photo order."""
+        return _studio(request).tune_captions(tune_id, principal=acting)
+
+    @router.patch(
+        "/tunes/{tune_id}/captions",
+        tags=["tunes"],
+        responses=_errors(404),
+        openapi_extra={"requestBody": _request_body(CaptionsBody, "captions", {})},
+    )
+    async def set_tune_captions(request: Request, tune_id: Id, acting: Acting) -> list[dict]:
+        """Edit training photos' captions ({"captions": {photo id: caption}}; each must hold the
+        tune's token; null or "" makes it again from the photo). The next training reads them."""
+        fields, _ = await forms.body(request, "captions", files=0)
+        studio = _studio(request)
+        return await run_in_threadpool(lambda: studio.set_captions(tune_id, fields, principal=acting))
 
     @router.get(
         "/tunes/{tune_id}/lora.safetensors",

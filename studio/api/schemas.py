@@ -60,6 +60,13 @@ class PromptFields(BaseModel):
     theme: str | None = Field(None, description="Metadata grouping prompts of one theme.")
     color_grading: Literal[tuple(look.COLOR_GRADINGS)] | None = None  # type: ignore[valid-type]
     film_grain: bool | None = Field(None, description="Seeded film grain: the same seed gives the same grain.")
+    best_of: int | None = Field(
+        None,
+        ge=1,
+        le=prompts.MAX_BEST_OF,
+        description="Candidates per image: the one whose face looks most like the tune's subject is kept "
+        "(its likeness record's `best_of` lists the candidates' scores).",
+    )
 
 
 class TuneFields(BaseModel):
@@ -83,6 +90,26 @@ class TuneFields(BaseModel):
     callback: str | None = Field(None, description="Receives POST {'tune': {...}} once the tune is trained.")
     prompts_attributes: list[PromptFields] | None = Field(None, description="Prompts run once the tune is trained.")
     prompts_callback: str | None = Field(None, description="Receives every prompt of the tune once all are done.")
+    face_loss_weight: float | None = Field(
+        None, ge=0, le=10, description="Loss weight of the face region (default 2 for people, 1 otherwise)."
+    )
+    background_loss_weight: float | None = Field(
+        None, ge=0, le=10, description="Loss weight of the background (default 0.5 for people, 1 otherwise)."
+    )
+    caption_dropout: float | None = Field(None, ge=0, le=1, description="Share of steps on the instance prompt.")
+    captions: list[str | None] | None = Field(
+        None, description="Each photo's caption in upload order (null: made from the photo); must hold the token."
+    )
+
+
+class CaptionFields(BaseModel):
+    """{photo id: caption}; null or "" makes that photo's caption again from the photo."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CaptionsBody(BaseModel):
+    captions: CaptionFields
 
 
 class TuneBody(BaseModel):
@@ -202,7 +229,7 @@ class Error(BaseModel):
     field: str | None = None
 
 
-REQUEST_MODELS = (TuneBody, PromptBody, PackTuneBody)
+REQUEST_MODELS = (TuneBody, PromptBody, PackTuneBody, CaptionsBody)
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No valid API key"},
     404: {"model": Error, "description": "Unknown id"},

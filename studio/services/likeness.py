@@ -30,6 +30,8 @@ class Likeness:
         self.runtime = runtime
         self.photos = photos
         self.views = views
+        # (tune id, backend, photo ids) -> the best face embedding of each training photo
+        self._photo_faces: dict[tuple, list[np.ndarray]] = {}
 
     def reference(self, tune_id: int) -> tuple[np.ndarray, str] | None:
         """(unit reference embedding, face backend that made it) of a subject tune, or None when
@@ -63,8 +65,8 @@ class Likeness:
     def score(self, tune_id: int, image, crops: list[np.ndarray] | None = None) -> dict[str, Any] | None:
         """The likeness record (studio/likeness.py) of a PIL `image` against tune `tune_id`'s
         subject, scored with the backend that made its reference; None when the tune's images
-        are not scored (see `likeness_reference`). A reference tune's record also carries the
-        copy-paste flag against its face crops (`crops`: their embeddings when the caller has
+        are not scored (see `likeness_reference`). The record also carries the copy-paste flag
+        against the faces the tune must not copy (`crops`: their embeddings when the caller has
         them already, `reference_crops`). Unavailable when that backend is missing."""
         found = self.reference(tune_id)
         if found is None:
@@ -73,26 +75,34 @@ class Likeness:
         analyzer = self.runtime.analyzer_for(backend)
         if crops is None:
             crops = self.reference_crops(tune_id, backend)
-        return likeness.score_image(analyzer, reference, np.asarray(image.convert("RGB")), crops or None)
+        return likeness.score_image(analyzer, reference, np.asarray(image.convert("RGB")), crops)
 
     def reference_crops(self, tune_id: int, backend: str) -> list[np.ndarray]:
-        """The embeddings (by `backend`) of the face crops a reference tune passes to its model
-        (`args["references"]`), best face of each crop; [] for any other tune or a crop whose
-        photo is gone or shows no face."""
+        """The embeddings (by `backend`) of the faces an image of the tune must not copy, for its
+        copy flag: the face crops a reference tune passes to its model (`args["references"]`),
+        else, for a scored LoRA or FaceID tune (`likeness.scores_subject`), the best face of each
+        of its training photos; [] for any other tune, and no entry for a crop or photo that is
+        gone or shows no face. A tune's training-photo faces are embedded once per set of photos
+        and kept in memory."""
         tune = self.store.get_tune(tune_id) or {}
         crops = (tune.get("args") or {}).get("references") or []
-        if not crops:
-            return []
         analyzer = self.runtime.analyzer_for(backend)
+        if not crops:
+            if not tune or not likeness.scores_subject(tune):
+                return []
+            rows = self.store.tune_photos(tune_id)
+            key = (tune_id, backend, tuple(row["id"] for row in rows))
+            if key not in self._photo_faces:
+                photos = (np.asarray(self.photos.photo_image(row).convert("RGB")) for row in rows)
+                self._photo_faces[key] = likeness.best_faces(analyzer, photos)
+            return self._photo_faces[key]
         out = []
         for crop in crops:
             row = self.store.get_photo(crop["photo_id"])
             if row is None:
                 continue
             rgb = np.asarray(self.photos.photo_image(row).convert("RGB").crop(tuple(crop["box"])))
-            faces = analyzer.detect(rgb)
-            if faces:
-                out.append(analyzer.embed(rgb, faces[0]))
+            out.extend(likeness.best_faces(analyzer, [rgb]))
         return out
 
     def rescore_prompt(self, prompt_id: int) -> dict[str, Any]:

@@ -79,7 +79,8 @@ class Likes:
         """Prompts for the gallery views, `sort` 'newest', 'likes' (most liked first) or
         'likeness' (best image likeness first, unscored last), of one tune and/or made from one
         pack when given; `likeness` 'match' keeps prompts with an image of the subject, 'miss'
-        those whose scored images all miss it (no face, or another person), 'all' every one.
+        those whose scored images all miss it (no face, or another person), 'copy' those with an
+        image flagged as a copy of a training photo or reference crop, 'all' every one.
         Each is the prompt row with `tune_title`, `pack_id`, `pack_title` (None outside packs),
         `warnings`, and `images`: per image {idx, path, seed, width, height, likes (that
         image's), liked (by `user`), likeness (record or None)}. The prompt's `likes_count`
@@ -87,8 +88,10 @@ class Likes:
         likeness filter, or a limit outside 1..200."""
         if sort not in ("newest", "likes", "likeness"):
             raise InvalidInput(f"sort '{sort}' is not 'newest', 'likes' or 'likeness'.", field="sort")
-        if likeness not in ("all", "match", "miss"):
-            raise InvalidInput(f"likeness filter '{likeness}' is not 'all', 'match' or 'miss'.", field="likeness")
+        if likeness not in ("all", "match", "miss", "copy"):
+            raise InvalidInput(
+                f"likeness filter '{likeness}' is not 'all', 'match', 'miss' or 'copy'.", field="likeness"
+            )
         if not 1 <= limit <= 200 or offset < 0:
             raise InvalidInput("limit must be 1 to 200 and offset at least 0.", field="limit")
         rows = self.store.gallery_prompts(

@@ -185,7 +185,8 @@ class Packs:
     def get_pack(self, pack_id: int | str, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """A pack by id or slug, scored, with `prompts_per_class`: each class's templates in
         order, each scored by its own likes and images shown (and its likeness figures), all
-        counted as `principal` may know them (`_prompts_seen`)."""
+        counted as `principal` may know them (`_prompts_seen`), and its runs' `consistency` on
+        `principal`'s tunes (`pack_consistency`)."""
         pack = self._pack_row(pack_id, principal)
         prompts = self._prompts_seen(principal, pack["id"])
         per_class: dict[str, list[dict[str, Any]]] = {name: [] for name in pack["classes"]}
@@ -193,7 +194,18 @@ class Packs:
             per_class.setdefault(prompt["class_name"], []).append(likeness.with_stats(packs.scored(prompt)))
         if not principal.is_admin:
             pack = _counted_from(pack, prompts)
-        return {**likeness.with_stats(packs.scored(packs.pack_view(pack))), "prompts_per_class": per_class}
+        return {
+            **likeness.with_stats(packs.scored(packs.pack_view(pack))),
+            "prompts_per_class": per_class,
+            "consistency": self.pack_consistency(pack["id"], principal=principal),
+        }
+
+    def pack_consistency(self, pack_id: int, *, principal: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
+        """Per run of the pack on one of `principal`'s tunes (the 20 latest): the spread of its
+        images' likeness and the prompts below the tune's typical score (`likeness.consistency`)."""
+        rows = self.store.pack_run_images(pack_id, principal.owner_filter)
+        scores = self.store.tune_likeness_scores(sorted({row["tune_id"] for row in rows}))
+        return likeness.consistency(rows, scores)
 
     def get_pack_prompt(self, pack_prompt_id: int, *, principal: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """A pack prompt, scored, with its likeness figures, counted as `principal` may know them."""

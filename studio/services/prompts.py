@@ -22,6 +22,7 @@ from studio.jobs import JobContext, check_callback_url
 from studio.principals import LOCAL_ADMIN, Principal, principal_for
 from studio.prompts import PromptError, PromptRequest, canonical_text, parse_prompt
 from studio.runtime import Runtime
+from studio.services.best_of import generate_best_of
 from studio.services.likeness import Likeness
 from studio.services.lookups import any_tune, named_adapter, prompt_row, still_there
 from studio.services.photos import Photos
@@ -216,14 +217,19 @@ class Prompts:
             )
             if (ran := what_runs(tune, params, generate)) != params:
                 self.store.update_prompt(prompt_id, params=ran)
-            results = self.runtime.generate(
-                generate, on_step=self._progress_writer(prompt_id, on_step), should_stop=should_stop
+            # Likeness is scored here, on the worker, so the images arrive with their scores; with
+            # best_of, the most alike of each image's candidates is kept (studio/services/best_of.py).
+            results, scores = generate_best_of(
+                self.runtime.generate,
+                lambda images: self.likeness.prompt_likeness(prompt, images),
+                generate,
+                request.best_of,
+                on_step=self._progress_writer(prompt_id, on_step),
+                should_stop=should_stop,
             )
             # The request's own warnings (fields it ignored) first, then the run's.
             warnings = list(dict.fromkeys([*(prompt["warnings"] or []), *results[0].warnings, *_black_images(results)]))
             images = self._save_outputs(results, saved)
-            # Likeness is scored here, on the worker, so the images arrive with their scores.
-            scores = self.likeness.prompt_likeness(prompt, [result.image for result in results])
             with self.store.transaction():
                 self.store.finish_prompt(prompt_id, images, warnings=warnings)
                 for index, record in enumerate(scores):

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from storage import FileStore, Store
-from studio import zerogpu
+from studio import face_loss, zerogpu
 from studio.config import Settings
 from studio.errors import Canceled, InvalidInput, Unavailable
 from studio.inspection import face_crop
 from studio.jobs import JobContext
 from studio.runtime import Runtime
+from studio.services.captions import Captions
 from studio.services.likeness import Likeness
 from studio.services.lookups import user_tune
 from studio.services.models import BaseModels
@@ -44,6 +45,7 @@ class TrainingJob:
         models: BaseModels,
         photos: Photos,
         likeness: Likeness,
+        captions: Captions,
     ):
         self.settings = settings
         self.store = store
@@ -52,6 +54,7 @@ class TrainingJob:
         self.models = models
         self.photos = photos
         self.likeness = likeness
+        self.captions = captions
 
     def run(self, job: dict, context: JobContext) -> None:
         """The 'train' job: a LoRA from the tune's photos, with its checkpoints and kohya copy
@@ -64,6 +67,9 @@ class TrainingJob:
         settings = TrainSettings.from_json(args["training"])
         base = self.models.prompt_base(tune)
         images = self._training_images(tune, settings)
+        # 2. What the text encoder reads beside each photo, and the loss weights by region.
+        captions = self.captions.caption_photos(tune["id"])
+        masks = self._loss_masks(images, settings)
         self.runtime.unload_engine()  # free the engine's model for the training
 
         def keep(checkpoint: Checkpoint) -> None:
@@ -92,16 +98,18 @@ class TrainingJob:
                 should_stop=context.should_stop,
                 on_checkpoint=keep,
                 resume_from=resume_from,
+                masks=masks,
+                captions=captions,
             )
 
         scratch = self.files.scratch_dir()
         try:
-            # 2. An earlier attempt that was killed or stopped goes on from its latest checkpoint
+            # 3. An earlier attempt that was killed or stopped goes on from its latest checkpoint
             #    (losing at most `checkpointing_steps` steps); without one, its checkpoints go.
             resume_from = self._resume_folder(tune["id"], scratch)
             if resume_from is None:
                 self._forget_checkpoints(tune["id"])
-            # 3. Train in the scratch folder (from scratch when the checkpoint turns out damaged);
+            # 4. Train in the scratch folder (from scratch when the checkpoint turns out damaged);
             #    keep the final weights and the kohya copy.
             try:
                 result = train(resume_from)
@@ -119,7 +127,7 @@ class TrainingJob:
             raise Canceled(f"Training {stopped}.") from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        # 4. Score each checkpoint's sample for likeness, so the best step shows when it is done;
+        # 5. Score each checkpoint's sample for likeness, so the best step shows when it is done;
         #    without a face backend the tune is still good, only unscored.
         #    A tune follows its best step by default: scoring makes that checkpoint the active one.
         try:
@@ -151,6 +159,26 @@ class TrainingJob:
     def _forget_checkpoints(self, tune_id: int, *, after_step: int = 0) -> None:
         for path in self.store.clear_checkpoints(tune_id, after_step=after_step):
             self.files.delete(path)
+
+    def _loss_masks(self, images: list, settings: TrainSettings) -> list[np.ndarray] | None:
+        """The face-focused loss's mask of each training image (studio/face_loss.py) from its
+        best face, or None when the settings weigh every region alike. Without a face backend
+        the tune trains on the plain loss (logged)."""
+        if not face_loss.masked(settings.face_loss_weight, settings.background_loss_weight):
+            return None
+        try:
+            analyzer = self.runtime.face_analyzer
+        except Unavailable as error:
+            log.warning("training on the plain loss: no face backend for the face mask: %s", error.message)
+            return None
+        masks = []
+        for image in images:
+            faces = analyzer.detect(np.asarray(image.convert("RGB")))
+            box = faces[0].bbox if faces else None
+            masks.append(
+                face_loss.loss_mask(image.size, box, settings.face_loss_weight, settings.background_loss_weight)
+            )
+        return masks
 
     def _training_images(self, tune: dict, settings: TrainSettings) -> list:
         """The tune's photos as PIL images: face-corrected when it asked for `face_restore` and

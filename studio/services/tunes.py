@@ -24,6 +24,7 @@ from studio.likeness import reference_embedding
 from studio.principals import LOCAL_ADMIN, Principal
 from studio.prompts import PromptRequest, make_token, parse_prompt
 from studio.runtime import Runtime
+from studio.services.captions import Captions
 from studio.services.checkpoints import activate_checkpoint, follow_best_step
 from studio.services.lookups import still_there, timestamp, user_tune
 from studio.services.models import DEMO_SOURCE, BaseModels, runnable_labels
@@ -58,6 +59,7 @@ class Tunes:
         prompts: Prompts,
         queue: JobQueue,
         views: Views,
+        captions: Captions,
     ):
         self.settings = settings
         self.store = store
@@ -68,6 +70,7 @@ class Tunes:
         self.prompts = prompts
         self.queue = queue
         self.views = views
+        self.captions = captions
 
     def create_tune(
         self,
@@ -129,6 +132,8 @@ class Tunes:
             return self._same_title(tune_id, principal)
         # 4. Its prompts: they run when the tune is ready (at once for FaceID).
         prompt_ids = [self._create_tune_prompt(tune_id, spec, principal) for spec in request.prompts]
+        if request.model_type == "lora":  # the other photos' captions, shown before it trains
+            self.captions.caption_photos(tune_id)
         tune = self.store.get_tune(tune_id)
         self.store.update_tune(tune_id, args={**tune["args"], "prompt_ids": prompt_ids})
         self.queue.send_prompts_callback(tune_id)
@@ -298,6 +303,9 @@ class Tunes:
             tune_id, created = self.store.add_tune_unless_titled({**record, "status": QUEUING, "args": args})
             if created:
                 self.store.link_photos(tune_id, [row["id"] for row in rows])
+                # the captions given, in the order of the photos kept, before the job can start
+                given = zip(rows, request.captions or ())
+                self.store.set_captions(tune_id, {row["id"]: caption for row, caption in given if caption})
                 self.queue.enqueue("train", tune_id)
         return tune_id, created
 

@@ -46,6 +46,7 @@ _PROMPT_PARAMS = (
     "theme",
     "color_grading",
     "film_grain",
+    "best_of",
 )
 
 
@@ -80,6 +81,8 @@ class Views:
         the `best_step`: the sample that looks most like the subject) with the active step,
         `use_best_step` (prompts follow the best step, the default; false once the owner picked
         a step) and `best_step_note` (why no step is marked best, or which one prompts use).
+        Also each training photo's `captions`, the face-focused loss's weights and the caption
+        dropout of a LoRA tune, and its `likeness_curve` (each checkpoint's step and score).
         `orig_images` (the tune's photos) and `ckpt_url` (its LoRA in kohya layout, once trained)
         are URLs of keyed API routes, not of the public image area: photos and weights are
         private (`tune_photo_file`, `lora_file`)."""
@@ -95,6 +98,7 @@ class Views:
         job = self.store.latest_job("train", tune_id)
         base = self.public_base_url(base_url or tune.get("base_url"))
         checkpoints = self.store.tune_checkpoints(tune_id)
+        photos = self.store.tune_photos(tune_id)
         best = likeness.best_step(checkpoints)
         ckpt_url = f"{base}/tunes/{tune_id}/lora.safetensors" if tune.get("kohya_path") else None
         return {
@@ -120,7 +124,12 @@ class Views:
             # Photos and weights are private: these routes need the API key (studio/api/routes.py).
             "ckpt_url": ckpt_url,
             "ckpt_urls": [ckpt_url] if ckpt_url else [],
-            "orig_images": [f"{base}/tunes/{tune_id}/photos/{p['id']}" for p in self.store.tune_photos(tune_id)],
+            "orig_images": [f"{base}/tunes/{tune_id}/photos/{p['id']}" for p in photos],
+            # each training photo's caption (studio/captions.py): what the LoRA reads beside it
+            "captions": [{"photo_id": p["id"], "caption": p["caption"]} for p in photos],
+            "face_loss_weight": training.get("face_loss_weight"),
+            "background_loss_weight": training.get("background_loss_weight"),
+            "caption_dropout": training.get("caption_dropout"),
             "trained_at": tune["trained_at"],
             "started_training_at": tune["started_training_at"],
             "expires_at": tune["expires_at"],
@@ -131,6 +140,8 @@ class Views:
             "best_step": best,
             "use_best_step": bool(tune.get("use_best_step", 1)),
             "best_step_note": best_step_note(tune, checkpoints, best, demo=self._on_demo(tune)),
+            # likeness by step, for choosing a checkpoint (None: its sample showed no face)
+            "likeness_curve": [{"step": c["step"], "score": (c["likeness"] or {}).get("score")} for c in checkpoints],
             "checkpoints": [
                 {
                     "step": c["step"],

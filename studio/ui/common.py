@@ -263,8 +263,17 @@ def card_css() -> str:
 .empty { color: var(--body-text-color-subdued); }
 .badge.likeness.match { background: #16a34a; color: #fff; border-color: #16a34a; }
 .badge.likeness.miss { background: #d97706; color: #fff; border-color: #d97706; }
+.badge.copy { background: #7c3aed; color: #fff; border-color: #7c3aed; }
 .badge.likeness.noface { color: var(--body-text-color-subdued); }
 """
+
+
+def copy_threshold_of(record: dict[str, Any]) -> float:
+    """The copy threshold of the backend that scored `record`, from its same-person threshold
+    (a similarity; studio/likeness.py turns distances into both)."""
+    from studio.likeness import copy_threshold
+
+    return copy_threshold(math.sqrt(max(0.0, 2.0 * (1.0 - float(record["threshold"])))))
 
 
 def likeness_badge(record: dict[str, Any] | None) -> str:
@@ -288,10 +297,19 @@ def likeness_badge(record: dict[str, Any] | None) -> str:
         kind, verdict = "match", f"same person ≥ {threshold:.3f}"
     else:
         kind, verdict = "miss", f"other person < {threshold:.3f}"
-    return (
+    badge = (
         f"<span class='badge likeness {kind}' title='{meaning}' data-score='{score:.4f}'>"
         f"likeness {score:.3f} · {verdict}</span>"
     )
+    if record.get("copy_paste"):
+        why = html.escape(
+            f"The face is nearly identical to one of the tune's training photos or reference crops "
+            f"(similarity {record['reference_similarity']:.3f}, a copy from "
+            f"{copy_threshold_of(record):.3f}): the model pasted it rather than drew the person.",
+            quote=True,
+        )
+        badge += f" <span class='badge copy' title='{why}'>too alike: a copy</span>"
+    return badge
 
 
 def on_show(ctx: Context, fn: Callable, inputs: Any, outputs: Any) -> None:

@@ -22,10 +22,17 @@ PAGE = 12
 ALL = 0  # the filter choice meaning "any tune" / "any pack"
 SORTS = [("Newest", "newest"), ("Most liked", "likes"), ("Best likeness", "likeness")]
 # Likeness filter (studio/likeness.py): an image shows the tune's subject, or scored images all miss it.
-MATCHES = [("Any likeness", "all"), ("Looks like the subject", "match"), ("Misses the subject", "miss")]
+MATCHES = [
+    ("Any likeness", "all"),
+    ("Looks like the subject", "match"),
+    ("Misses the subject", "miss"),
+    ("Copies a training photo", "copy"),
+]
 LIKENESS_NOTE = (
     "Likeness badges: how much the face in each image looks like the tune's subject (cosine similarity "
-    "of face embeddings, 1 = identical); each badge shows its face backend's same-person threshold."
+    "of face embeddings, 1 = identical); each badge shows its face backend's same-person threshold. "
+    "'too alike: a copy' marks a face nearly identical to a training photo (dlib from 0.995, insightface "
+    "from 0.962): the model pasted it instead of drawing the person."
 )
 
 

@@ -30,7 +30,7 @@ from studio.errors import InvalidInput, NotFound, StudioError
 from studio.families import ASPECT_RATIOS, FAMILIES, SIZE_TIERS, Family
 from studio.likeness import describe
 from studio.look import COLOR_GRADINGS
-from studio.prompts import MAX_IMAGES, REFERENCE_ROLES, PromptRequest
+from studio.prompts import MAX_BEST_OF, MAX_IMAGES, REFERENCE_ROLES, PromptRequest
 from studio.ui.board import describe_params, viewer
 from studio.ui.common import Context, card_css, guard, on_show, read_uploads
 
@@ -100,6 +100,16 @@ def build(studio: Studio, ctx: Context) -> None:
             )
             family_note = gr.Markdown(initial["note"], elem_id="gen-family")
             num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="gen-num-images")
+            # best_of: each image is drawn up to this many times; the most alike face is kept
+            best_of = gr.Slider(
+                1,
+                MAX_BEST_OF,
+                value=1,
+                step=1,
+                label="Retry until it looks like them: tries per image (the most alike is kept)",
+                info="Each try costs one more generation; tunes of people only.",
+                elem_id="gen-best-of",
+            )
             with gr.Accordion("Parameters", open=False, elem_id="gen-parameters"):
                 gr.Markdown("0 means the model's default; seed -1 picks a random seed.", elem_classes="hint")
                 with gr.Row():
@@ -274,6 +284,7 @@ def build(studio: Studio, ctx: Context) -> None:
         hires_denoising_strength: float = 0.5,
         hires_steps: float | None = 0,
         mask_image: str | None = None,
+        best_of: float = 1,
     ):
         """Generate images for a prompt on a tune or base model (`tune_id`) and return once they
         are made: (progress HTML, images with "#n · seed s" captions, details). Steps, CFG
@@ -314,6 +325,7 @@ def build(studio: Studio, ctx: Context) -> None:
             hires_denoising_strength=float(hires_denoising_strength),
             hires_steps=_number(hires_steps, int),
             mask_image=_input_bytes(mask_image),
+            best_of=int(best_of or 1),
         )
         yield from follow(studio.create_prompt(_tune_id(tune_id), request)["id"])
 
@@ -438,6 +450,7 @@ def build(studio: Studio, ctx: Context) -> None:
         film_grain,
         use_lpw,
         *passes,
+        best_of,
     ]
     results = [followed, selected, shown, progress, gallery, details]
     # The work itself waits on the job queue; these events only watch the database, so they

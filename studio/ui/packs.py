@@ -625,7 +625,33 @@ def _summary(studio: Studio, pack: dict[str, Any]) -> str:
         f"**Ranking:** {_rate(pack)} (♥ {pack['likes_count']} of {pack['images_shown']} image(s) shown, "
         f"score {pack['score']:.3f}){_likeness(pack)}"
         + (f", blended with likeness {pack['blended_score']:.3f}" if pack["likeness_scored"] else "")
+        + _consistency(pack.get("consistency") or [])
     )
+
+
+def _consistency(runs: list[dict[str, Any]]) -> str:
+    """The consistency of the pack's runs on your tunes (studio/likeness.py): per tune the
+    spread of its images' likeness and the prompts below the tune's typical score (Markdown)."""
+    if not runs:
+        return ""
+    lines = ["\n\n**Consistency of its runs** (how alike the person looks across the pack):"]
+    for run in runs:
+        if run["mean"] is None:
+            figures = "no face in its images yet"
+        else:
+            figures = (
+                f"likeness ⌀ {run['mean']:.3f}, spread ± {run['spread']:.3f} ({run['min']:.3f} to {run['max']:.3f}) "
+                f"over {run['faces']} face(s); the tune's typical score {run['typical']:.3f}"
+            )
+        below = "; ".join(
+            f"#{p['prompt_id']} {_plain(p['text'][:60])} ({'no face' if p['score'] is None else format(p['score'], '.3f')})"
+            for p in run["below"]
+        )
+        lines.append(
+            f"- **{_plain(run['tune_title'])}**: {figures}"
+            + (f". Below typical: {below}" if below else ". None below typical.")
+        )
+    return "\n".join(lines)
 
 
 def _plain(text: str) -> str:

@@ -15,9 +15,11 @@ from typing import Any
 
 import gradio as gr
 
+from studio.captions import caption_from_inspection
 from studio.core import Studio
 from studio.errors import InvalidInput
 from studio.packs import CLASS_NAMES
+from studio.tune_requests import DEFAULT_TOKEN
 from studio.ui.common import EMPTY_PHOTO_SET, card_css, chosen_id, data_url, guard, read_uploads
 
 CHARACTERISTIC_HEADERS = ["attribute", "value", "confidence"]
@@ -185,28 +187,41 @@ def photo_cards(
 ) -> str:
     """Cards for stored photos (a thumbnail, the file name, a badge whose tooltip lists the
     reasons) followed by cards for refused uploads. Without `verdicts`, each photo's own
-    inspection (stored when it was uploaded) decides its badge."""
+    inspection (stored when it was uploaded) decides its badge. Each card also shows the
+    photo's training caption: a tune photo's own (`caption`), else the one its inspection
+    gives (studio/captions.py, with the default token; the Tunes tab edits a tune's)."""
     cards = []
     for number, row in enumerate(rows, start=1):
         verdict = (verdicts or {}).get(str(row["id"]))
         reasons = verdict["reasons"] if verdict else list((row.get("inspection") or {}).get("warnings") or [])
         level = verdict["level"] if verdict else ("warning" if reasons else "ok")
         thumbnail = data_url(studio.photo_thumbnail(row["id"], side=192))
+        caption = row.get("caption")
+        if caption is None and row.get("inspection"):
+            inspection = row["inspection"]
+            caption = caption_from_inspection(DEFAULT_TOKEN, inspection.get("name") or "person", inspection)
         cards.append(
-            _card(f"<img src='{thumbnail}' alt=''>", f"{number}. {row['filename'] or 'photo'}", level, reasons)
+            _card(
+                f"<img src='{thumbnail}' alt=''>",
+                f"{number}. {row['filename'] or 'photo'}",
+                level,
+                reasons,
+                caption,
+            )
         )
     for item in rejected or []:
         cards.append(_card("<div class='mark'>✕</div>", item["filename"], "rejected", [item["reason"]]))
     return "<div class='cards'>" + "".join(cards) + "</div>" if cards else ""
 
 
-def _card(picture: str, title: str, level: str, reasons: list[str]) -> str:
+def _card(picture: str, title: str, level: str, reasons: list[str], caption: str | None = None) -> str:
     tooltip = html.escape("\n".join(reasons) or "No problems found.", quote=True)
     listed = "".join(f"<li>{html.escape(reason)}</li>" for reason in reasons)
     return (
         f"<div class='card photo' data-level='{level}' title='{tooltip}'>{picture}"
         f"<div class='title'><span>{html.escape(title)}</span><span class='badge {level}'>{level}</span></div>"
         + (f"<div class='detail'><ul>{listed}</ul></div>" if listed else "")
+        + (f"<div class='detail caption' title='training caption'>“{html.escape(caption)}”</div>" if caption else "")
         + "</div>"
     )
 

@@ -81,11 +81,43 @@ def build(studio: Studio, ctx) -> None:
         )
         use_step = gr.Button("Use this checkpoint", scale=1, elem_id="use-checkpoint")
         use_best = gr.Button("Use the best step", scale=1, elem_id="use-best-step")
+    curve = gr.LinePlot(
+        x="step", y="likeness", title="Likeness by step", visible=False, height=220, elem_id="likeness-curve"
+    )
+    with gr.Accordion("Captions of the training photos", open=False, visible=False, elem_id="captions") as captions:
+        gr.Markdown(
+            "What the LoRA reads beside each photo: the token and class, then what is not the person "
+            "(glasses, hat, framing, background), so it learns the person and not the clothes. Each "
+            "caption must keep the token; the next training reads them.",
+            elem_classes="hint",
+        )
+        caption_list = gr.Markdown(elem_id="caption-list")
+        with gr.Row():
+            caption_photo = gr.Dropdown(
+                label="Photo", choices=[], scale=1, allow_custom_value=True, elem_id="caption-photo"
+            )
+            caption_text = gr.Textbox(label="Caption", scale=3, elem_id="caption-text")
+            save_caption = gr.Button("Save caption", scale=1, elem_id="save-caption")
     photos = gr.HTML(css_template=card_css(), js_on_load=None, elem_id="tune-photos")
     timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)  # what the details last showed, so a poll redraws them only on a change
 
-    details = [summary, token, download, strip, step_row, step, photos, seen, cancel]
+    details = [
+        summary,
+        token,
+        download,
+        strip,
+        step_row,
+        step,
+        photos,
+        seen,
+        cancel,
+        curve,
+        captions,
+        caption_list,
+        caption_photo,
+        caption_text,
+    ]
 
     def cleared() -> dict:
         """The details when no tune is chosen."""
@@ -99,6 +131,11 @@ def build(studio: Studio, ctx) -> None:
             photos: "",
             seen: None,
             cancel: gr.Button(interactive=False),
+            curve: gr.LinePlot(value=None, visible=False),
+            captions: gr.Accordion(visible=False),
+            caption_list: "",
+            caption_photo: gr.Dropdown(choices=[], value=None),
+            caption_text: "",
         }
 
     def draw(tune: dict, signature: tuple, *, with_photos: bool) -> dict:
@@ -115,10 +152,26 @@ def build(studio: Studio, ctx) -> None:
             step: gr.Dropdown(choices=steps, value=tune["active_step"]),
             seen: signature,
             cancel: gr.Button(interactive=tune["status"] in RUNNING),  # a finished tune has nothing to cancel
+            curve: _curve(tune),
         }
         if with_photos:
             update[photos] = _photos_html(studio, tune)
+            update.update(caption_fields(tune))
         return update
+
+    def caption_fields(tune: dict, photo_id: int | None = None) -> dict:
+        """The captions editor of a LoRA tune (hidden for others), on `photo_id` or its first photo."""
+        rows = tune.get("captions") or []
+        if tune["model_type"] != "lora" or not rows:
+            return {captions: gr.Accordion(visible=False), caption_list: "", caption_photo: gr.Dropdown(choices=[])}
+        choices = [(f"photo {r['photo_id']}", r["photo_id"]) for r in rows]
+        current = next((r for r in rows if r["photo_id"] == photo_id), rows[0])
+        return {
+            captions: gr.Accordion(visible=True),
+            caption_list: _caption_list(rows),
+            caption_photo: gr.Dropdown(choices=choices, value=current["photo_id"]),
+            caption_text: current["caption"] or "",
+        }
 
     def show(tune_id, last=None) -> dict:
         """The details of `tune_id`; none (an empty dict) when they did not change since `last`."""
@@ -173,6 +226,20 @@ def build(studio: Studio, ctx) -> None:
         gr.Info(f"Tune {int(tune_id)}: {tune['best_step_note'] or 'prompts will use the best step once it is scored.'}")
         return show(tune_id)
 
+    @guard
+    def on_caption_photo(tune_id, photo_id):
+        if tune_id is None or photo_id is None:
+            return {}
+        return caption_fields(studio.get_tune(int(tune_id)), int(photo_id))
+
+    @guard
+    def on_save_caption(tune_id, photo_id, text):
+        if photo_id is None:
+            raise InvalidInput("Choose the photo whose caption to change.", field="captions")
+        studio.set_captions(_required(tune_id), {int(photo_id): (text or "").strip()})
+        gr.Info(f"Caption of photo {int(photo_id)} saved.")
+        return caption_fields(studio.get_tune(int(tune_id)), int(photo_id))
+
     def on_estimate(values: dict):
         return _memory_estimate(studio, {name: values[component] for name, component in form.items()})
 
@@ -203,6 +270,15 @@ def build(studio: Studio, ctx) -> None:
     use_step.click(on_use_step, [chosen, step], details, api_name="set_active_checkpoint", show_progress_on=summary)
     use_best.click(on_use_best, chosen, details, api_name="use_best_step", show_progress_on=summary)
     timer.tick(poll, [chosen, seen], polled, api_visibility="private")
+    editor = [captions, caption_list, caption_photo, caption_text]
+    caption_photo.select(on_caption_photo, [chosen, caption_photo], editor, api_visibility="private")
+    save_caption.click(
+        on_save_caption,
+        [chosen, caption_photo, caption_text],
+        editor,
+        api_name="set_captions",
+        show_progress_on=caption_list,
+    )
     ctx.photo_set.change(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
     ctx.blocks.load(on_photo_set, ctx.photo_set, [photo_note, form["name"]], api_visibility="private")
     on_show(ctx, on_open, chosen, [chosen, *polled])
@@ -259,6 +335,13 @@ def _form(studio: Studio) -> dict[str, Any]:
             fields["train_text_encoder"] = gr.Checkbox(label="Train the text encoder too")
             fields["face_restore"] = gr.Checkbox(label="Restore faces in the photos first")
         fields["instance_prompt"] = gr.Textbox(label="Instance prompt", placeholder="a close photo of {token} {name}")
+        # The face-focused loss (studio/face_loss.py) and caption dropout; empty: by class (the
+        # face on for people). Made last and with defaults, so scripts calling create_tune by
+        # position keep working.
+        with gr.Row():
+            fields["face_loss_weight"] = gr.Textbox("", label="Face loss weight (empty: 2 for people, else 1)")
+            fields["background_loss_weight"] = gr.Textbox("", label="Background loss weight (empty: 0.5 / 1)")
+            fields["caption_dropout"] = gr.Textbox("", label="Caption dropout, 0 to 1 (empty: 0.1)")
     return fields
 
 
@@ -283,9 +366,24 @@ def _tune_request(values: dict[str, Any], characteristics: dict[str, str]) -> Tu
         train_text_encoder=values["train_text_encoder"] or None,
         face_restore=values["face_restore"] or None,
         instance_prompt=(values["instance_prompt"] or "").strip() or None,
+        **{name: _optional_float(values.get(name), name) for name in _FLOAT_FIELDS},
         characteristics=characteristics,
         **{name: int(values[name]) if values[name] is not None else None for name in ints},
     )
+
+
+_FLOAT_FIELDS = ("face_loss_weight", "background_loss_weight", "caption_dropout")
+
+
+def _optional_float(value: Any, name: str) -> float | None:
+    """A number typed in a text field; empty is None (the preset or class decides)."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number (got {text!r}).", field=name) from None
 
 
 def _model_label(model: dict) -> str:
@@ -378,11 +476,30 @@ def _summary(tune: dict) -> str:
     if tune["message"] and tune["status"] != SUCCESS:
         lines.append(f"Message: {tune['message']}")
     lines += [f"- {warning}" for warning in tune["warnings"]]
+    curve = [p for p in tune.get("likeness_curve") or [] if p["score"] is not None]
+    if curve:
+        lines.append("Likeness by step: " + " · ".join(f"{p['step']} → {p['score']:.3f}" for p in curve))
     if tune.get("best_step_note"):
         lines.append(tune["best_step_note"])
     elif len(tune["checkpoints"]) > 1 and tune["active_step"] is not None:
         lines.append(f"Prompts use the checkpoint of step **{tune['active_step']}**.")
     return "\n\n".join(lines)
+
+
+def _curve(tune: dict):
+    """The likeness-by-step line of a tune's checkpoints (hidden until two were scored)."""
+    import pandas as pd
+
+    points = [p for p in tune.get("likeness_curve") or [] if p["score"] is not None]
+    if len(points) < 2:
+        return gr.LinePlot(value=None, visible=False)
+    frame = pd.DataFrame({"step": [p["step"] for p in points], "likeness": [p["score"] for p in points]})
+    return gr.LinePlot(value=frame, visible=True)
+
+
+def _caption_list(rows: list[dict]) -> str:
+    """Each photo's caption as a Markdown list."""
+    return "\n".join(f"- photo {r['photo_id']}: {html.escape(r['caption'] or '(none yet)')}" for r in rows)
 
 
 def _family(tune: dict) -> str:
