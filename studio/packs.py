@@ -71,6 +71,7 @@ TRAINING_ARGS = tuple(
 PARAM_NAMES = (
     *("cfg_scale", "steps", "scheduler", "w", "h", "seed", "super_resolution", "face_correct", "face_swap"),
     *("aspect_ratio", "resolution", "lora_scale", "use_lpw", "color_grading", "film_grain"),
+    *("inpaint_faces", "inpaint_faces_strength", "hires_fix", "hires_scale", "hires_denoising_strength"),
 )
 # Tokens people hard-code instead of writing {{token}}.
 COMMON_TOKENS = ("ohwx", "sks")
@@ -115,8 +116,10 @@ class PackPromptRequest:
     names (the names pack files and the REST API carry): `cfg_scale` (guidance scale), `steps`
     (inference steps), `scheduler`, `w`/`h` (pixels, multiples of 8), `seed`,
     `super_resolution`, `face_correct`, `face_swap`, `aspect_ratio`, `resolution`,
-    `lora_scale`, `use_lpw`, `color_grading`, `film_grain`. Unset parameters take the base
-    model's defaults when the prompt runs."""
+    `lora_scale`, `use_lpw`, `color_grading`, `film_grain`, `inpaint_faces` (None: automatic,
+    True/False: on/off), `inpaint_faces_strength`, `hires_fix`, `hires_scale`,
+    `hires_denoising_strength`. Unset parameters take the base model's defaults when the prompt
+    runs."""
 
     class_name: str
     text: str
@@ -137,12 +140,20 @@ class PackPromptRequest:
     use_lpw: bool | None = None
     color_grading: str | None = None
     film_grain: bool = False
+    inpaint_faces: bool | None = None
+    inpaint_faces_strength: float | None = None
+    hires_fix: bool = False
+    hires_scale: float | None = None
+    hires_denoising_strength: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:
-        """The set generation parameters, checked (raises InvalidInput)."""
-        values = {name: getattr(self, name) for name in PARAM_NAMES}
-        return check_params({k: v for k, v in values.items() if v is not None and v is not False})
+        """The set generation parameters, checked (raises InvalidInput). A parameter at its
+        default is unset: False is kept where None is the default (inpaint_faces off)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return check_params(
+            {name: getattr(self, name) for name in PARAM_NAMES if getattr(self, name) != defaults[name]}
+        )
 
 
 @dataclass(frozen=True)

@@ -550,3 +550,28 @@ def test_run_pack_on_existing_tunes_with_chosen_prompts(small_studio):
     with pytest.raises(InvalidInput):
         studio.run_pack(pack["id"], [])
     assert studio.get_pack(pack["id"])["runs"] == 3
+
+
+def test_face_detailing_and_hires_fix_go_from_pack_prompt_through_file_to_run(bare, tmp_path):
+    pack = _pack(bare, "Night Out")
+    fixes = {"inpaint_faces": False, "inpaint_faces_strength": 0.6, "hires_fix": True, "hires_scale": 1.5}
+    bare.add_pack_prompt(pack["id"], PackPromptRequest(class_name="woman", text="{{token}} {{name}} at night", **fixes))
+    bare.add_pack_prompt(pack["id"], PackPromptRequest(class_name="woman", text="{{token}} {{name}} dancing"))
+    text = bare.export_pack(pack["id"])
+    entry = json.loads(text)["prompts_per_class"]["woman"][0]
+    assert {k: entry[k] for k in fixes} == fixes
+    fresh = Studio.open(Settings(home=tmp_path / "fresh"))
+    imported = fresh.import_pack(text)
+    tune = fresh.store.add_tune({"title": "Ann", "name": "woman", "token": "sks", "model_type": "lora"})
+    fixed, plain = fresh.run_pack(imported["id"], [tune])  # the tune is QUEUING: stored, not generated
+    fixed_params, plain_params = (fresh.store.get_prompt(p["id"])["params"] for p in (fixed, plain))
+    assert {k: fixed_params[k] for k in fixes} == fixes and fixed_params["hires_denoising_strength"] == 0.5
+    assert plain_params["inpaint_faces"] is None and plain_params["hires_fix"] is False
+    fresh.close()
+    for name, value in [("inpaint_faces", "maybe"), ("hires_scale", 9.0), ("hires_denoising_strength", 0.0)]:
+        with pytest.raises(InvalidInput) as error:
+            bare.add_pack_prompt(pack["id"], PackPromptRequest(class_name="woman", text="x", **{name: value}))
+        assert error.value.field == name
+    with pytest.raises(InvalidInput) as error:
+        bare.import_pack(text.replace('"hires_scale": 1.5', '"hires_scale": "big"'), slug="night-out-2")
+    assert error.value.field == "hires_scale"

@@ -121,13 +121,19 @@ class Packs:
                 f"Prompt {prompt_id} has {len(images)} image(s) to take the example from.", field="image_idx"
             )
         subject = rf"\b{re.escape(tune['token'] or 'ohwx')}\s+{re.escape(tune['name'] or '')}\b"
-        params = {k: v for k, v in (prompt["params"] or {}).items() if k in packs.PARAM_NAMES and k != "seed"}
+        # A stored prompt holds every field; those at the prompt's defaults stay unset.
+        defaults = {f.name: f.default for f in dataclasses.fields(PromptRequest)}
+        params = {
+            k: v
+            for k, v in (prompt["params"] or {}).items()
+            if k in packs.PARAM_NAMES and k != "seed" and v != defaults[k]
+        }
         request = PackPromptRequest(
             class_name=tune["name"],
             text=re.sub(subject, "{{token}} {{name}}", prompt["text"]),
             negative_prompt=prompt["negative_prompt"] or "",
             num_images=(prompt["params"] or {}).get("num_images", len(images)),
-            **{k: v for k, v in params.items() if v is not None},
+            **params,
         )
         image = self.files.read(images[image_idx]["path"])
         return self.add_pack_prompt(pack_id, request, image=image, principal=principal)

@@ -156,6 +156,32 @@ def build(studio: Studio, ctx: Context) -> None:
             )
             film_grain = gr.Checkbox(label="Film grain", info="Seeded grain: the same seed gives the same grain.")
         with gr.Row():
+            inpaint_faces = gr.Dropdown(
+                [("automatic", NONE), ("on", "on"), ("off", "off")],
+                value=NONE,
+                label="Face detailing",
+                info="Re-draws each face with the subject's tune; automatic: on where it helps.",
+                elem_id="pack-prompt-inpaint-faces",
+            )
+            inpaint_faces_strength = gr.Number(
+                label="Face strength",
+                placeholder="0.4",
+                info="How much of each face is re-drawn (0.01 to 1).",
+                min_width=100,
+            )
+            hires_fix = gr.Checkbox(
+                label="Hires fix", info="Upscales, then denoises again for detail.", elem_id="pack-prompt-hires-fix"
+            )
+            hires_scale = gr.Number(
+                label="Hires scale", placeholder="2", info="Upscale factor (1.05 to 4).", min_width=100
+            )
+            hires_denoising_strength = gr.Number(
+                label="Hires denoising",
+                placeholder="0.5",
+                info="How much the upscaled image changes (0.01 to 1).",
+                min_width=100,
+            )
+        with gr.Row():
             save_prompt = gr.Button("Save prompt", variant="primary", elem_id="pack-prompt-save")
             remove_prompt = gr.Button("Remove prompt", variant="stop", elem_id="pack-prompt-remove")
         lint = gr.HTML(css_template=PACK_CSS, elem_id="pack-lint")
@@ -171,6 +197,7 @@ def build(studio: Studio, ctx: Context) -> None:
     pack_fields = [title, slug, token, description, classes, model_type, base, preset, public, unlisted]
     prompt_fields = [class_name, num_images, text, negative, steps, cfg_scale, scheduler, width, height]
     prompt_fields += [aspect_ratio, color_grading, film_grain]
+    prompt_fields += [inpaint_faces, inpaint_faces_strength, hires_fix, hires_scale, hires_denoising_strength]
 
     def pack_request(values: dict) -> PackRequest:
         """The one place the pack form becomes a request."""
@@ -202,6 +229,11 @@ def build(studio: Studio, ctx: Context) -> None:
             aspect_ratio=values[aspect_ratio] or None,
             color_grading=values[color_grading] or None,
             film_grain=bool(values[film_grain]),
+            inpaint_faces={"on": True, "off": False}.get(values[inpaint_faces]),
+            inpaint_faces_strength=values[inpaint_faces_strength] or None,
+            hires_fix=bool(values[hires_fix]),
+            hires_scale=values[hires_scale] or None,
+            hires_denoising_strength=values[hires_denoising_strength] or None,
         )
 
     def pack_form(pack: dict[str, Any] | None) -> dict:
@@ -228,7 +260,8 @@ def build(studio: Studio, ctx: Context) -> None:
         if chosen is None:
             default_class = (pack or {}).get("classes", ["woman"])[:1] or ["woman"]
             blank = {class_name: default_class[0], num_images: 1, text: "", negative: ""}
-            looks = {aspect_ratio: NONE, color_grading: NONE, film_grain: False}
+            looks = {aspect_ratio: NONE, color_grading: NONE, film_grain: False, inpaint_faces: NONE}
+            looks |= {inpaint_faces_strength: None, hires_fix: False, hires_scale: None, hires_denoising_strength: None}
             return {**blank, steps: None, cfg_scale: None, scheduler: NONE, width: None, height: None, **looks}
         params = chosen["params"] or {}
         return {
@@ -244,6 +277,11 @@ def build(studio: Studio, ctx: Context) -> None:
             aspect_ratio: params.get("aspect_ratio") or NONE,
             color_grading: params.get("color_grading") or NONE,
             film_grain: bool(params.get("film_grain")),
+            inpaint_faces: {True: "on", False: "off"}.get(params.get("inpaint_faces"), NONE),
+            inpaint_faces_strength: params.get("inpaint_faces_strength"),
+            hires_fix: bool(params.get("hires_fix")),
+            hires_scale: params.get("hires_scale"),
+            hires_denoising_strength: params.get("hires_denoising_strength"),
         }
 
     def prompt_editor(pack: dict[str, Any] | None, pack_prompt_id: int) -> dict:
