@@ -119,7 +119,8 @@ def test_flux2_klein_base_uses_true_cfg_with_the_negative_prompt(flux_demo_dirs,
     assert not np.array_equal(pixels(plain), pixels(negative)) and negative.warnings == ()
     assert "Negative prompt: blurry" in negative.parameters
     pair = engine.generate(make(folder, "flux2", negative_prompt="blurry", num_images=2))  # one embedding per image
-    assert np.array_equal(pixels(pair[0]), pixels(negative)) and pair[1].seed == 12
+    # A batch of two may round one channel of one pixel the other way (CPU kernels by batch size).
+    assert np.abs(pixels(pair[0]) - pixels(negative)).max() <= 1 and pair[1].seed == 12
     # At guidance 1 there is no unconditional pass: the negative prompt cannot act, and says so.
     unguided = engine.generate(make(folder, "flux2", negative_prompt="blurry", guidance_scale=1.0))[0]
     assert "The negative prompt was not used" in unguided.warnings[0]

@@ -295,7 +295,8 @@ def test_m100_migrates_an_existing_database_keeping_rows_ids_and_triggers(tmp_pa
     try:
         assert not migrations.pending(store.db)
         after = {t: [tuple(r.values()) for r in store._query(f"SELECT * FROM {t} ORDER BY id")] for t in rows}
-        assert after == rows
+        # Later migrations may add columns at the end; the columns m100 saw keep their values.
+        assert {t: [r[: len(before[0])] for r in after[t]] for t, before in rows.items()} == rows
         names = sorted(r["name"] for r in store._query("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
         assert names == triggers and store._query("PRAGMA foreign_key_check") == []
         # The same title, slug and name for another owner; ids continue above the deleted tune.

@@ -132,12 +132,12 @@ def test_use_this_checkpoint_says_which_step_prompts_use(live_url, page, studio)
     page.get_by_role("option", name=f"#{tune['id']} Rachel LoRA (lora)").click()
     steps = [c["step"] for c in studio.get_tune(tune["id"])["checkpoints"]]
     assert len(steps) > 1
-    page.locator("#tune-summary", has_text=f"Prompts use the checkpoint of step {steps[-1]}").wait_for()
+    page.locator("#tune-summary", has_text=f"prompts use step {steps[-1]}.").wait_for()
     page.locator("#checkpoint-step input").click()
     page.get_by_role("option", name=str(steps[0]), exact=True).click()
     page.locator("#use-checkpoint").click()
     page.get_by_text(f"Tune {tune['id']} now uses the checkpoint of step {steps[0]}.").wait_for()
-    page.locator("#tune-summary", has_text=f"Prompts use the checkpoint of step {steps[0]}").wait_for()
+    page.locator("#tune-summary", has_text=f"prompts use step {steps[0]}.").wait_for()
     assert studio.get_tune(tune["id"])["active_step"] == steps[0]
 
 

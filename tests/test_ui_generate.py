@@ -83,9 +83,13 @@ def _open_tab(page, live_url):
 def _small_parameters(page, steps=3):
     parameters = page.locator("#gen-parameters")
     parameters.get_by_text("Parameters").click()
-    parameters.get_by_label("Steps").fill(str(steps))
-    parameters.get_by_label("Width").fill("64")
-    parameters.get_by_label("Height").fill("64")
+    # Twice, a second apart: a number typed while the page's load-time events (which show no
+    # progress, so `settle` cannot see them) deliver their outputs can be dropped by Gradio.
+    for _ in range(2):
+        parameters.get_by_label("Steps").fill(str(steps))
+        parameters.get_by_label("Width").fill("64")
+        parameters.get_by_label("Height").fill("64")
+        page.wait_for_timeout(1000)
 
 
 @pytest.mark.browser

@@ -78,8 +78,6 @@ class Prompts:
         if not isinstance(request, PromptRequest):
             request = PromptRequest.from_dict(request)
         request.validate()
-        # Stored (so shown by the API and written into the PNGs) with canonical token kinds.
-        request = dataclasses.replace(request, text=canonical_text(request.text))
         check_callback_url(request.callback, allow_private=self.settings.allow_private_urls)
         owner = self._prompt_owner(tune_id, request, principal)
         if request.base_pack_id is not None:
@@ -114,7 +112,9 @@ class Prompts:
             prompt_id = self.store.add_prompt(
                 {
                     "tune_id": tune_id,
-                    "text": request.text,
+                    # Canonical token kinds, so the API and the PNGs show one spelling (errors
+                    # above name the tokens as written).
+                    "text": canonical_text(request.text),
                     "negative_prompt": request.negative_prompt,
                     "params": params,
                     "status": QUEUING,
