@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from studio.demo_model import SEED, TOKEN_WORDS, _bytes_to_unicode, build_tokenizer
+from studio.demo_model import SEED, TOKEN_WORDS, _bytes_to_unicode, build_in_place, build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,8 @@ def ensure_flux_demo(folder: Path, family: str) -> Path:
         manifest = json.loads(marker.read_text())
         if manifest.get("version") == VERSION and manifest.get("family") == family:
             return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{family}-build-"))
-    try:
-        log.info("building the embedded %s demo model in %s", family, folder)
-        builders[family](staging)
-        (staging / MANIFEST).write_text(json.dumps({"version": VERSION, "seed": SEED, "family": family}, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    manifest = {"version": VERSION, "seed": SEED, "family": family}
+    return build_in_place(folder, family, builders[family], manifest)
 
 
 def build_flux1_pipeline(*, guidance_embeds: bool = True, layers: tuple[int, int] = (1, 2), width: int = 32):

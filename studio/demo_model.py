@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,19 @@ def ensure_demo_model(folder: Path, *, faceid_dims: tuple[int, ...] = FACEID_DIM
         manifest = json.loads(marker.read_text())
         if manifest.get("version") == VERSION and set(manifest.get("faceid", ())) == {str(d) for d in faceid_dims}:
             return folder
+    return build_in_place(folder, "demo", lambda staging: build_demo_model(staging, faceid_dims=faceid_dims))
+
+
+def build_in_place(folder: Path, name: str, build: Callable[[Path], None], manifest: dict | None = None) -> Path:
+    """Run `build` on a sibling temp folder, write `manifest` there (when given) and rename it
+    to `folder`, so an interrupted build never leaves a half-written model. Returns `folder`."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".demo-build-"))
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-build-"))
     try:
-        log.info("building the embedded demo model in %s", folder)
-        build_demo_model(staging, faceid_dims=faceid_dims)
+        log.info("building the embedded %s model in %s", name, folder)
+        build(staging)
+        if manifest is not None:
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from studio.demo_model import SEED, build_tokenizer
+from studio.demo_model import SEED, build_in_place, build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,8 @@ def ensure_sdxl_demo(folder: Path) -> Path:
     marker = folder / MANIFEST
     if marker.exists() and json.loads(marker.read_text()).get("version") == VERSION:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".sdxl-build-"))
-    try:
-        log.info("building the embedded SDXL demo model in %s", folder)
-        build_sdxl_demo(staging)
-        (staging / MANIFEST).write_text(json.dumps({"version": VERSION, "seed": SEED, "family": "sdxl"}, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    manifest = {"version": VERSION, "seed": SEED, "family": "sdxl"}
+    return build_in_place(folder, "sdxl", build_sdxl_demo, manifest)
 
 
 def build_sdxl_pipeline(*, sample_size: int = 32):
