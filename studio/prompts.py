@@ -385,7 +385,6 @@ class PromptRequest:
             from studio.look import canonical_grading
 
             canonical_grading(self.color_grading)  # raises PromptError naming the looks
-        parse_prompt(self.text)
         from studio.prompt_weights import fragments
 
         fragments(parse_prompt(self.text).text)  # a weight that is not a number is an error now

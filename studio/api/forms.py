@@ -212,23 +212,26 @@ def create_prompt(
     extra = ("input_image", "input_image_url", "input_image_base64", "references")
     extra += ("mask_image", "mask_image_url", "mask_image_base64")
     values = {**(other_files or {}), **{key: value for key, value in fields.items() if key not in extra}}
-    url, data_url = text(fields.get("input_image_url")), text(fields.get("input_image_base64"))
-    if input_image is None and url:
-        [(_, input_image)] = studio.fetch_photos([url], field="input_image_url")
-    elif input_image is None and data_url:
-        input_image = packs.decode_data_url(data_url, "input_image_base64")
-    if input_image is not None:
-        values["input_image"] = input_image
-    url, data_url = text(fields.get("mask_image_url")), text(fields.get("mask_image_base64"))
-    if mask_image is None and url:
-        [(_, mask_image)] = studio.fetch_photos([url], field="mask_image_url")
-    elif mask_image is None and data_url:
-        mask_image = packs.decode_data_url(data_url, "mask_image_base64")
-    if mask_image is not None:
-        values["mask_image"] = mask_image
+    for name, upload in (("input_image", input_image), ("mask_image", mask_image)):
+        if (image := _image_field(studio, name, upload, fields)) is not None:
+            values[name] = image
     if fields.get("references") or reference_files:
         values["references"] = references(studio, fields.get("references"), reference_files)
     return studio.create_prompt(tune_id, values, base_url=base_url, principal=principal)
+
+
+def _image_field(studio: Studio, name: str, upload: bytes | None, fields: Mapping[str, Any]) -> bytes | None:
+    """An image field of a prompt: the uploaded file `name`, else fetched from `name_url`, else
+    decoded from `name_base64` (a data URL); None when none is given."""
+    if upload is not None:
+        return upload
+    url, data_url = text(fields.get(f"{name}_url")), text(fields.get(f"{name}_base64"))
+    if url:
+        [(_, data)] = studio.fetch_photos([url], field=f"{name}_url")
+        return data
+    if data_url:
+        return packs.decode_data_url(data_url, f"{name}_base64")
+    return None
 
 
 def references(studio: Studio, entries: Any, files: Sequence[bytes]) -> list[tuple[str, bytes]]:
